@@ -1,0 +1,1 @@
+"""Our own implementations: scVI/scANVI (PyTorch), MNN (mnnCorrect/fastMNN), scmap."""
