@@ -151,8 +151,18 @@ def unregister(name: str) -> None:
 _CURRENT_SOURCE: list[str] = []
 
 
+#: import errors of adapters or plug-ins, by module/entry point (shown by `benchmark methods`)
+LOAD_ERRORS: dict[str, str] = {}
+
+
 def load_all(entry_points: bool = True) -> None:
-    """Import every built-in adapter and every installed plug-in (idempotent)."""
+    """Import every built-in adapter and every installed plug-in (idempotent).
+
+    A plug-in's entry point (group ``harmonization_bench.methods``) names either a module that
+    registers its methods on import, or a function taking no argument that registers them.
+    A broken adapter or plug-in is recorded in :data:`LOAD_ERRORS` and warned about; it never
+    breaks the harness.
+    """
     global _LOADED
     if _LOADED:
         return
@@ -160,23 +170,31 @@ def load_all(entry_points: bool = True) -> None:
     from . import adapters
 
     for mod in pkgutil.iter_modules(adapters.__path__):
-        if not mod.name.startswith("_"):
-            importlib.import_module(f"{adapters.__name__}.{mod.name}")
+        if mod.name.startswith("_"):
+            continue
+        modname = f"{adapters.__name__}.{mod.name}"
+        try:
+            importlib.import_module(modname)
+        except Exception as exc:
+            LOAD_ERRORS[modname] = f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"built-in adapter {modname} failed to import: {exc}")
     if entry_points:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            _CURRENT_SOURCE.append(f"entry point {ep.name} ({ep.value})")
-            try:
-                obj = ep.load()  # a module (registers on import) or a decorated function
-                if callable(obj) and not hasattr(obj, "method_spec") and hasattr(obj, "__call__"):
-                    # a plain register-me hook: call it so it can register its methods
-                    try:
-                        obj()
-                    except TypeError:
-                        pass
-            except Exception as exc:  # a broken plug-in must not break the harness
-                warnings.warn(f"plug-in {ep.name!r} ({ep.value}) failed to load: {exc}")
-            finally:
-                _CURRENT_SOURCE.pop()
+            load_entry_point(ep)
+
+
+def load_entry_point(ep) -> None:
+    """Load one plug-in entry point (see :func:`load_all`)."""
+    _CURRENT_SOURCE.append(f"plug-in {ep.name} ({ep.value})")
+    try:
+        obj = ep.load()
+        if callable(obj) and not hasattr(obj, "method_spec") and not isinstance(obj, type):
+            obj()
+    except Exception as exc:
+        LOAD_ERRORS[f"plug-in {ep.name}"] = f"{type(exc).__name__}: {exc}"
+        warnings.warn(f"plug-in {ep.name!r} ({ep.value}) failed to load: {exc}")
+    finally:
+        _CURRENT_SOURCE.pop()
 
 
 def get(name: str) -> MethodSpec:
