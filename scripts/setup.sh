@@ -52,11 +52,12 @@ fi
 if [ ! -x "$PY" ]; then
   say "creating virtualenv $VENV"
   python3 -m venv "$VENV"
-  "$PY" -m pip install -q --upgrade pip
+  "$PY" -m pip install -q --upgrade pip > /dev/null 2>&1 || true
 fi
 if ! "$PY" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null; then
   say "installing torch==2.13.0 (CPU wheel) first"
-  "$PY" -m pip install -q torch==2.13.0
+  "$PY" -m pip install -q torch==2.13.0 > "$VENV/pip-torch.log" 2>&1 \
+    || { tail -20 "$VENV/pip-torch.log" >&2; echo "[setup] torch==2.13.0 install failed" >&2; exit 1; }
 fi
 
 EXTRAS="test,peers"
@@ -64,15 +65,18 @@ STAMP="$VENV/.hb-installed"
 WANT_STAMP="$(cat pyproject.toml | sha256sum | cut -c1-16) $EXTRAS"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT_STAMP" ] || ! "$PY" -c "import benchmark, methods, datasets" 2>/dev/null; then
   say "installing harmonization-bench[$EXTRAS] (editable)"
-  "$PY" -m pip install -q -e ".[$EXTRAS]" 2>&1 | grep -v "^WARNING: Location" || true
-  "$PY" -c "import benchmark, methods, datasets" || { echo "[setup] project install failed" >&2; exit 1; }
+  if ! "$PY" -m pip install -q -e ".[$EXTRAS]" > "$VENV/pip-install.log" 2>&1 \
+     || ! "$PY" -c "import benchmark, methods, datasets"; then
+    grep -v "^WARNING: Location" "$VENV/pip-install.log" | tail -30 >&2
+    echo "[setup] project install failed (full log: $VENV/pip-install.log)" >&2; exit 1
+  fi
   echo "$WANT_STAMP" > "$STAMP"
 fi
 
 if command -v Rscript >/dev/null 2>&1; then
   if ! "$PY" -c "import rpy2.robjects" 2>/dev/null; then
     say "installing rpy2==3.5.17"
-    "$PY" -m pip install -q "rpy2==3.5.17" 2>&1 | grep -v "^WARNING: Location" || SKIPPED+=("rpy2 (pip install failed)")
+    "$PY" -m pip install -q "rpy2==3.5.17" > "$VENV/pip-rpy2.log" 2>&1 || SKIPPED+=("rpy2 (pip install failed, see $VENV/pip-rpy2.log): R adapters will be skipped")
   fi
 fi
 
