@@ -1,0 +1,688 @@
+"""User-facing scVI and scANVI models: registration, training, posterior queries, save/load.
+
+Training follows the paper's Hyperparameters section: Adam (lr 1e-3, eps 0.01), minibatches
+of 128 cells, deterministic (linear) KL warm-up, optional early stopping on a held-out
+fraction (no per-step validation). scANVI trains by Algorithm 1 (joint, J + alpha C) or
+Algorithm 2 (alternating: one epoch on J, then c epochs on the classifier), Supplementary
+Note 3, or starts from a trained scVI.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from methods.base import MethodInputError
+
+from .data import CountData, as_count_csr, categorical_codes, library_prior
+from .de import de_table, expression_fraction, monte_carlo_compare
+from .hierarchy import parent_index
+from .module import VAE
+from .scanvi_module import SCANVAE
+
+FORMAT_VERSION = 1
+
+
+def default_n_epochs(n_cells: int) -> int:
+    """About 400 epochs for 20k cells, fewer passes for larger data (same number of updates)."""
+    return int(min(400, max(10, round(400 * 20_000 / max(n_cells, 1)))))
+
+
+def pick_device(device: Optional[str]) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def make_adam(params, lr: float, eps: float, weight_decay: float, device: torch.device):
+    params = [p for p in params if p.requires_grad]
+    try:  # the fused kernel updates all parameters in one pass (CPU and CUDA)
+        return torch.optim.Adam(params, lr=lr, eps=eps, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr, eps=eps, weight_decay=weight_decay)
+
+
+class SCVI:
+    """scVI (paper, Online Methods).
+
+    >>> model = SCVI(adata, batch_key="batch", n_latent=10, seed=0)
+    >>> model.train(n_epochs=100)
+    >>> z = model.get_latent_representation()
+    """
+
+    module_class = VAE
+
+    def __init__(self, adata, batch_key: Optional[str] = "batch", *, n_latent: int = 10, n_hidden: int = 128,
+                 n_layers: int = 2, dropout: float = 0.1, gene_likelihood: str = "zinb",
+                 dispersion: str = "gene", library: str = "latent", encode_covariates: bool = False,
+                 labels_key: Optional[str] = None, layer: Optional[str] = None, seed: int = 0,
+                 device: Optional[str] = None):
+        self.batch_key, self.labels_key, self.layer = batch_key, labels_key, layer
+        self.seed = int(seed)
+        self.device = pick_device(device)
+        X = self._counts(adata)
+        self.genes = [str(g) for g in adata.var_names]
+        if batch_key and batch_key not in adata.obs:
+            raise MethodInputError(f"obs[{batch_key!r}] (batch_key) is missing; pass an existing column")
+        batch_values = adata.obs[batch_key].to_numpy() if batch_key else np.zeros(adata.n_obs)
+        self._obs = adata.obs
+        batch_codes, self.batches = categorical_codes(batch_values, field=f"obs[{batch_key!r}]")
+        if (batch_codes < 0).any():
+            raise MethodInputError(f"obs[{batch_key!r}] has missing values; give every cell a batch")
+        self._init_labels(adata)
+        self.module_kwargs = dict(
+            n_latent=n_latent, n_hidden=n_hidden, n_layers=n_layers, dropout=dropout,
+            gene_likelihood=gene_likelihood, dispersion=dispersion, library=library,
+            encode_covariates=encode_covariates, n_batch=len(self.batches),
+        )
+        if dispersion == "gene-label" and self._label_codes is not None and (self._label_codes < 0).any():
+            raise MethodInputError("dispersion='gene-label' needs every cell labelled; use 'gene' or 'gene-batch'")
+        lm, lv = library_prior(X, batch_codes, len(self.batches))
+        torch.manual_seed(self.seed)
+        self.module = self._build_module(len(self.genes), lm, lv).to(self.device)
+        self._train_data = CountData(X, batch_codes, self._label_codes, self.device)
+        self.history_: dict = {}
+        self.is_trained_ = False
+
+    # ------------------------------------------------------------ registration
+    def _counts(self, adata):
+        if adata.n_obs == 0 or adata.n_vars == 0:
+            raise MethodInputError(f"adata is empty ({adata.n_obs} cells x {adata.n_vars} genes)")
+        X = adata.layers[self.layer] if self.layer else adata.X
+        return as_count_csr(X, f"adata.layers[{self.layer!r}]" if self.layer else "adata.X")
+
+    def _init_labels(self, adata):
+        self.labels, self._label_codes = None, None
+        if self.labels_key:
+            if self.labels_key not in adata.obs:
+                raise MethodInputError(f"obs[{self.labels_key!r}] (labels_key) is missing")
+            self._label_codes, self.labels = categorical_codes(adata.obs[self.labels_key].to_numpy())
+
+    def _build_module(self, n_genes, lm, lv):
+        n_labels = len(self.labels) if self.labels else 1
+        return VAE(n_genes, n_labels=n_labels, library_log_means=lm, library_log_vars=lv, **self.module_kwargs)
+
+    def _data(self, adata=None, allow_unknown_batches: bool = False) -> CountData:
+        """Registered data, or a new AnnData checked against the model's genes and batches."""
+        if adata is None:
+            return self._train_data
+        genes = [str(g) for g in adata.var_names]
+        if genes != self.genes:
+            missing = len(set(self.genes) - set(genes))
+            raise MethodInputError(
+                f"adata.var_names do not match the model's {len(self.genes)} genes ({missing} missing, "
+                f"{len(genes)} given); subset/reorder with adata[:, model.genes]"
+            )
+        X = self._counts(adata)
+        if self.batch_key and self.batch_key in adata.obs:
+            codes, _ = categorical_codes(adata.obs[self.batch_key].to_numpy(), self.batches)
+        else:
+            codes = np.full(adata.n_obs, -1 if len(self.batches) > 1 else 0, dtype=np.int64)
+        if (codes < 0).any() and not allow_unknown_batches:
+            raise MethodInputError(
+                f"obs[{self.batch_key!r}] holds batches the model was not trained on; "
+                f"known batches: {self.batches}"
+            )
+        if (codes < 0).any() and self.module.encode_covariates:
+            raise MethodInputError("a model trained with encode_covariates=True cannot encode unseen batches")
+        label = None
+        if self.labels_key and self.labels and self.labels_key in adata.obs:
+            label, _ = categorical_codes(adata.obs[self.labels_key].to_numpy(), self.labels)
+        return CountData(X, codes, label, self.device)
+
+    # ---------------------------------------------------------------- training
+    def _kl_weight(self, epoch: int, warmup: int) -> float:
+        return 1.0 if warmup <= 0 else min(1.0, epoch / warmup)
+
+    def _train_steps(self, data: CountData, rng, batch_size: int, kl_weight: float, optimizer, indices) -> float:
+        """One epoch of ELBO updates; returns the mean per-cell loss."""
+        total, count = 0.0, 0
+        for mb in data.iterate(batch_size, rng, indices, drop_small_last=True):
+            out = self.module.loss(mb.x, mb.nz, mb.batch, mb.label if self._uses_label_in_loss else None, kl_weight)
+            loss = out["total"].mean() + self._extra_step_loss(mb, out)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(mb.index)
+            count += len(mb.index)
+        return total / max(count, 1)
+
+    _uses_label_in_loss = False
+
+    def _extra_step_loss(self, mb, out):
+        return 0.0
+
+    def _optimizer_params(self):
+        return self.module.parameters()
+
+    def _after_epoch(self, epoch: int, rng, batch_size: int) -> None:
+        return None
+
+    def train(self, n_epochs: Optional[int] = None, *, batch_size: int = 128, lr: float = 1e-3, eps: float = 0.01,
+              weight_decay: float = 1e-6, n_epochs_kl_warmup: Optional[int] = None, early_stopping: bool = False,
+              validation_fraction: float = 0.0, patience: int = 20, progress_bar: bool = False,
+              seed: Optional[int] = None):
+        """Fit by stochastic variational inference (paper, Posterior inference / Hyperparameters).
+
+        ``n_epochs_kl_warmup``: epochs over which the KL weight rises linearly from 0 to 1
+        (default: half of ``n_epochs``). ``early_stopping`` watches the -ELBO of a held-out
+        ``validation_fraction`` of cells, evaluated once per epoch.
+        """
+        data = self._train_data
+        n_epochs = int(n_epochs or default_n_epochs(data.n_cells))
+        warmup = n_epochs // 2 if n_epochs_kl_warmup is None else int(n_epochs_kl_warmup)
+        seed = self.seed if seed is None else int(seed)
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        all_idx = np.arange(data.n_cells)
+        val_idx = np.array([], dtype=np.int64)
+        if early_stopping and validation_fraction <= 0:
+            validation_fraction = 0.1
+        if validation_fraction > 0:
+            perm = rng.permutation(data.n_cells)
+            n_val = max(1, int(round(validation_fraction * data.n_cells)))
+            val_idx, all_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        self._train_indices = all_idx
+        optimizer = make_adam(self._optimizer_params(), lr, eps, weight_decay, self.device)
+        self._setup_training(lr=lr, eps=eps, weight_decay=weight_decay)
+        hist = {"train_loss": [], "kl_weight": [], "validation_elbo": []}
+        best, best_state, bad = math.inf, None, 0
+        try:
+            from tqdm.auto import tqdm
+            epochs = tqdm(range(n_epochs), disable=not progress_bar, desc=type(self).__name__)
+        except ImportError:  # tqdm is a dependency; keep training without it anyway
+            epochs = range(n_epochs)
+        for epoch in epochs:
+            self.module.train()
+            w = self._kl_weight(epoch, warmup)
+            loss = self._train_steps(data, rng, batch_size, w, optimizer, all_idx)
+            self._after_epoch(epoch, rng, batch_size)
+            hist["train_loss"].append(loss)
+            hist["kl_weight"].append(w)
+            if len(val_idx):
+                val = float(np.mean(self._elbo_per_cell(data, val_idx)))
+                hist["validation_elbo"].append(val)
+                if early_stopping:
+                    if val < best - 1e-3:
+                        best, bad = val, 0
+                        best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+                    else:
+                        bad += 1
+                        if bad >= patience:
+                            break
+            if hasattr(epochs, "set_postfix"):
+                epochs.set_postfix(loss=f"{loss:.1f}")
+        if early_stopping and best_state is not None:
+            self.module.load_state_dict(best_state)
+        self.module.eval()
+        self.history_ = hist
+        self.is_trained_ = True
+        return self
+
+    def _setup_training(self, **opt):
+        return None
+
+    # ------------------------------------------------------- posterior queries
+    def _batches_of(self, data: CountData, indices=None, batch_size: int = 1024):
+        self.module.eval()
+        return data.iterate(batch_size, None, indices)
+
+    @torch.no_grad()
+    def get_latent_representation(self, adata=None, *, give_mean: bool = True, batch_size: int = 1024,
+                                  seed: Optional[int] = None) -> np.ndarray:
+        """Posterior mean of q(z|x) (or one sample with ``give_mean=False``), n_cells x n_latent."""
+        data = self._data(adata, allow_unknown_batches=True)
+        torch.manual_seed(self.seed if seed is None else seed)
+        out = []
+        for mb in self._batches_of(data, batch_size=batch_size):
+            inf = self.module.inference(mb.x, mb.batch.clamp(min=0))
+            out.append((inf["qz_m"] if give_mean else inf["z"]).cpu())
+        return torch.cat(out).numpy()
+
+    def _batch_code(self, name) -> int:
+        if str(name) not in self.batches:
+            raise MethodInputError(f"transform_batch {name!r} is not a batch of the model: {self.batches}")
+        return self.batches.index(str(name))
+
+    def _batch_weights(self, transform_batch) -> list[tuple[int, float]]:
+        """(batch code, weight) pairs: one batch, or all weighted by p(s) (paper's E_s)."""
+        if transform_batch is None:
+            return []
+        if isinstance(transform_batch, str) and transform_batch == "marginal":
+            counts = np.bincount(self._train_data.batch, minlength=len(self.batches)).astype(float)
+            p = counts / counts.sum()
+            return [(b, float(p[b])) for b in range(len(self.batches)) if p[b] > 0]
+        names = [transform_batch] if isinstance(transform_batch, (str, int)) else list(transform_batch)
+        return [(self._batch_code(n), 1.0 / len(names)) for n in names]
+
+    def _scale(self, z: torch.Tensor, batch: torch.Tensor, weights) -> torch.Tensor:
+        """Expected frequencies f_w(z, s): own batch, or a weighted average over batches."""
+        if not weights:
+            if (batch < 0).any():
+                raise MethodInputError("cells from batches unseen in training need transform_batch")
+            return self.module.decode_scale_logits(z, batch)[0].exp()
+        acc = 0.0
+        for b, w in weights:
+            acc = acc + w * self.module.decode_scale_logits(z, torch.full_like(batch, b))[0].exp()
+        return acc
+
+    @torch.no_grad()
+    def get_normalized_expression(self, adata=None, *, transform_batch=None, library_size: float | str = 1.0,
+                                  n_samples: int = 1, batch_size: int = 512, seed: Optional[int] = None,
+                                  return_numpy: bool = True):
+        """Normalised expression f_w(z, s) (rows sum to 1) times ``library_size``.
+
+        ``transform_batch``: None (each cell's own batch), a batch name, a list of names
+        (averaged), or "marginal" (averaged with p(s), as in the paper's DE). ``library_size``
+        "observed" multiplies by each cell's total count (denoised counts). n_samples = 1 uses the
+        posterior mean of z; more averages that many draws of q(z|x).
+        """
+        data = self._data(adata, allow_unknown_batches=transform_batch is not None)
+        weights = self._batch_weights(transform_batch)
+        torch.manual_seed(self.seed if seed is None else seed)
+        out = []
+        for mb in self._batches_of(data, batch_size=batch_size):
+            inf = self.module.inference(mb.x, mb.batch.clamp(min=0), n_samples=n_samples if n_samples > 1 else 0)
+            if n_samples > 1:
+                scale = torch.stack([self._scale(inf["z"][s], mb.batch, weights) for s in range(n_samples)]).mean(0)
+            else:
+                scale = self._scale(inf["qz_m"], mb.batch, weights)
+            if isinstance(library_size, str):
+                if library_size != "observed":
+                    raise MethodInputError("library_size must be a number or 'observed'")
+                scale = scale * mb.x.sum(-1, keepdim=True)
+            else:
+                scale = scale * float(library_size)
+            out.append(scale.cpu())
+        arr = torch.cat(out).numpy()
+        if return_numpy:
+            return arr
+        return pd.DataFrame(arr, columns=self.genes)
+
+    def get_denoised_expression(self, adata=None, *, transform_batch="marginal", **kw) -> np.ndarray:
+        """Batch-corrected expression on the count scale: f_w(z, s) averaged over batches with p(s)
+        (or one chosen batch) times each cell's observed library size."""
+        return self.get_normalized_expression(adata, transform_batch=transform_batch, library_size="observed", **kw)
+
+    def _elbo_per_cell(self, data: CountData, indices=None, batch_size: int = 512) -> np.ndarray:
+        was_training = self.module.training
+        self.module.eval()
+        out = []
+        for mb in data.iterate(batch_size, None, indices):
+            out.append(self.module.elbo_terms(mb.x, mb.nz, mb.batch, mb.label if self._uses_label_in_loss else None)["elbo"].cpu())
+        self.module.train(was_training)
+        return torch.cat(out).numpy()
+
+    @torch.no_grad()
+    def get_elbo(self, adata=None, *, seed: Optional[int] = None) -> float:
+        """Mean negative ELBO per cell (constants included, KL weight 1): lower is better."""
+        torch.manual_seed(self.seed if seed is None else seed)
+        return float(np.mean(self._elbo_per_cell(self._data(adata))))
+
+    @torch.no_grad()
+    def get_reconstruction_error(self, adata=None, *, seed: Optional[int] = None) -> float:
+        """Mean -log p(x | z, l, s) per cell, one posterior draw, constants included."""
+        torch.manual_seed(self.seed if seed is None else seed)
+        data = self._data(adata)
+        self.module.eval()
+        vals = [self.module.elbo_terms(mb.x, mb.nz, mb.batch, mb.label if self._uses_label_in_loss else None)["recon"]
+                for mb in data.iterate(512)]
+        return float(torch.cat(vals).mean())
+
+    @torch.no_grad()
+    def get_marginal_ll(self, adata=None, *, n_mc_samples: int = 100, batch_size: int = 64,
+                        seed: Optional[int] = None) -> float:
+        """Mean importance-sampled log p(x) per cell (higher is better), q(z|x) q(l|x) proposal."""
+        if type(self.module) is not VAE:
+            raise NotImplementedError("the marginal log-likelihood is implemented for scVI; use get_elbo for scANVI")
+        torch.manual_seed(self.seed if seed is None else seed)
+        data = self._data(adata)
+        self.module.eval()
+        vals = [self.module.marginal_ll(mb.x, mb.nz, mb.batch, None, n_mc_samples).cpu()
+                for mb in data.iterate(batch_size)]
+        return float(torch.cat(vals).mean())
+
+    # ---------------------------------------------------------- differential expression
+    def differential_expression(self, adata=None, *, groupby: str, group1, group2=None, n_samples: int = 5000,
+                                mode: str = "cells", seed: Optional[int] = None) -> pd.DataFrame:
+        """Bayes factors for group1 vs group2 (or vs the rest), paper's Bayesian DE.
+
+        mode "cells": random cell pairs, z ~ q(z|x), batch marginalised with p(s) (scVI).
+        """
+        data = self._data(adata)
+        obs = adata.obs if adata is not None else self._obs
+        if groupby not in obs:
+            raise MethodInputError(f"obs[{groupby!r}] (groupby / de_key) is missing")
+        values = obs[groupby].astype(object).to_numpy()
+        mask1 = values == group1
+        mask2 = ~mask1 & pd.notna(values) if group2 is None else values == group2
+        for name, m in ((group1, mask1), (group2 if group2 is not None else "rest", mask2)):
+            if not m.any():
+                raise MethodInputError(f"DE group {name!r} has no cells in obs[{groupby!r}]")
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        torch.manual_seed(self.seed if seed is None else seed)
+        weights = self._batch_weights("marginal")
+        self.module.eval()
+        draw_a, draw_b = self._cell_drawer(data, np.flatnonzero(mask1), rng, weights), \
+            self._cell_drawer(data, np.flatnonzero(mask2), rng, weights)
+        if mode == "labels":
+            draw_a, draw_b = self._label_drawers(group1, group2, weights, rng)
+        elif mode != "cells":
+            raise MethodInputError(f"mode must be 'cells' or 'labels', got {mode!r}")
+        res = monte_carlo_compare(draw_a, draw_b, n_samples)
+        return de_table(self.genes, res["proba"], res["lfc_mean"], res["lfc_median"],
+                        expression_fraction(data.X, mask1), expression_fraction(data.X, mask2),
+                        str(group1), "rest" if group2 is None else str(group2))
+
+    def _cell_drawer(self, data: CountData, cells: np.ndarray, rng, weights):
+        def draw(n):
+            idx = np.sort(rng.choice(cells, size=n, replace=True))
+            mb = data.minibatch(idx)
+            inf = self.module.inference(mb.x, mb.batch.clamp(min=0))
+            return self._scale(inf["z"], mb.batch, weights)
+        return draw
+
+    def _label_drawers(self, group1, group2, weights, rng):
+        raise MethodInputError("mode='labels' needs a scANVI model")
+
+    # -------------------------------------------------------------- save / load
+    def _registry(self) -> dict:
+        return {"format_version": FORMAT_VERSION, "class": type(self).__name__, "genes": self.genes,
+                "batches": self.batches, "labels": self.labels, "batch_key": self.batch_key,
+                "labels_key": self.labels_key, "layer": self.layer, "seed": self.seed,
+                "module_kwargs": self.module_kwargs, "history": self.history_}
+
+    def save(self, path, overwrite: bool = False) -> Path:
+        """Write weights (model.pt) and the registry of genes/batches/labels (registry.json)."""
+        path = Path(path)
+        if path.exists() and any(path.iterdir()) and not overwrite:
+            raise FileExistsError(f"{path} exists and is not empty; pass overwrite=True or another folder")
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save(self.module.state_dict(), path / "model.pt")
+        (path / "registry.json").write_text(json.dumps(self._registry(), indent=1, default=str))
+        return path
+
+    @classmethod
+    def load(cls, path, adata, device: Optional[str] = None):
+        """Rebuild a saved model for ``adata`` (which must have the saved genes, in order)."""
+        path = Path(path)
+        reg = json.loads((path / "registry.json").read_text())
+        if reg["class"] != cls.__name__:
+            raise MethodInputError(f"{path} holds a {reg['class']} model; load it with {reg['class']}.load")
+        genes = [str(g) for g in adata.var_names]
+        if genes != reg["genes"]:
+            raise MethodInputError(
+                f"adata.var_names do not match the saved model's {len(reg['genes'])} genes; "
+                "subset/reorder adata with adata[:, genes from registry.json]"
+            )
+        obj = cls.__new__(cls)
+        obj._restore(reg, adata, device)
+        state = torch.load(path / "model.pt", map_location=obj.device, weights_only=True)
+        obj.module.load_state_dict(state)
+        obj.module.eval()
+        obj.is_trained_ = True
+        return obj
+
+    def _restore(self, reg: dict, adata, device):
+        self.batch_key, self.labels_key, self.layer = reg["batch_key"], reg["labels_key"], reg["layer"]
+        self.seed, self.device = reg["seed"], pick_device(device)
+        self.genes, self.batches, self.labels = reg["genes"], reg["batches"], reg["labels"]
+        self.module_kwargs = reg["module_kwargs"]
+        self.history_ = reg.get("history", {})
+        X = self._counts(adata)
+        batch_codes, _ = categorical_codes(adata.obs[self.batch_key].to_numpy() if self.batch_key else
+                                           np.repeat(self.batches[0], adata.n_obs), self.batches)
+        label = None
+        if self.labels_key and self.labels and self.labels_key in adata.obs:
+            label, _ = categorical_codes(adata.obs[self.labels_key].to_numpy(), self.labels)
+        self._label_codes = label
+        self._obs = adata.obs
+        self.module = self._build_module(len(self.genes), None, None).to(self.device)
+        self._train_data = CountData(X, np.maximum(batch_codes, 0), label, self.device)
+
+
+class SCANVI(SCVI):
+    """scANVI (paper, Online Methods; Supplementary Notes 2-4).
+
+    ``scheme``: "alternating" (Algorithm 2, the paper's default) or "joint" (Algorithm 1).
+    Labels: obs[labels_key], NaN = unlabelled. ``hierarchy`` (fine -> coarse dict) switches on
+    the hierarchical classifier; ``coarse_labels_key`` gives group labels for cells without a
+    fine label.
+    """
+
+    module_class = SCANVAE
+    _uses_label_in_loss = True
+
+    def __init__(self, adata, batch_key: Optional[str] = "batch", labels_key: str = "cell_type", *,
+                 scheme: str = "alternating", classifier_layers: int = 2, classifier_hidden: int = 256,
+                 classifier_epochs: int = 1, classification_ratio: float = 50.0, classifier_lr: float = 1e-3,
+                 hierarchy: Optional[dict] = None, coarse_labels_key: Optional[str] = None, **kwargs):
+        if scheme not in ("alternating", "joint"):
+            raise MethodInputError(f"scheme must be 'alternating' (Algorithm 2) or 'joint' (Algorithm 1), got {scheme!r}")
+        self.scheme = scheme
+        self.classifier_layers, self.classifier_hidden = int(classifier_layers), int(classifier_hidden)
+        self.classifier_epochs, self.classification_ratio = int(classifier_epochs), float(classification_ratio)
+        self.classifier_lr = float(classifier_lr)
+        self.hierarchy = None if hierarchy is None else {str(k): str(v) for k, v in dict(hierarchy).items()}
+        self.coarse_labels_key = coarse_labels_key
+        self._coarse_values = None
+        if coarse_labels_key is not None:
+            if coarse_labels_key not in adata.obs:
+                raise MethodInputError(f"obs[{coarse_labels_key!r}] (coarse_labels_key) is missing")
+            self._coarse_values = adata.obs[coarse_labels_key].to_numpy()
+        self._obs = adata.obs
+        super().__init__(adata, batch_key, labels_key=labels_key, **kwargs)
+
+    def _init_labels(self, adata):
+        if self.labels_key not in adata.obs:
+            raise MethodInputError(f"obs[{self.labels_key!r}] (labels_key) is missing; pass the label column")
+        codes, cats = categorical_codes(adata.obs[self.labels_key].to_numpy())
+        if self.hierarchy is not None:
+            # every fine class of the hierarchy is a class, even when no cell shows it
+            extra = [c for c in self.hierarchy if c not in cats]
+            cats = sorted(set(cats) | set(extra))
+            codes, cats = categorical_codes(adata.obs[self.labels_key].to_numpy(), cats)
+        if len(cats) < 2:
+            raise MethodInputError(
+                f"obs[{self.labels_key!r}] has {len(cats)} label class(es) {cats}; scANVI needs at least two "
+                "(label more cell types, or use scVI)"
+            )
+        if (codes >= 0).sum() == 0 and self._coarse_values is None:
+            raise MethodInputError(f"obs[{self.labels_key!r}] has no labelled cell; label some cells or use scVI")
+        self.labels, self._label_codes = cats, codes
+        self._parent, self.coarse_labels = None, None
+        self._coarse_codes = None
+        if self.hierarchy is not None:
+            self._parent, self.coarse_labels = parent_index(cats, self.hierarchy)
+            if self._coarse_values is not None:
+                cc, _ = categorical_codes(self._coarse_values, self.coarse_labels)
+                self._coarse_codes = cc
+
+    def _build_module(self, n_genes, lm, lv):
+        kw = dict(self.module_kwargs)
+        kw.pop("n_labels", None)
+        parent = None if self._parent is None else torch.as_tensor(self._parent)
+        return SCANVAE(n_genes, len(self.labels), classifier_layers=self.classifier_layers,
+                       classifier_hidden=self.classifier_hidden, hierarchy_parent=parent,
+                       n_coarse=0 if self.coarse_labels is None else len(self.coarse_labels),
+                       library_log_means=lm, library_log_vars=lv, **kw)
+
+    @classmethod
+    def from_scvi(cls, scvi_model: SCVI, adata, labels_key: str = "cell_type", **kwargs) -> "SCANVI":
+        """scANVI initialised with a trained scVI's encoders, decoder and dispersion."""
+        if list(map(str, adata.var_names)) != scvi_model.genes:
+            raise MethodInputError("adata.var_names must equal the scVI model's genes")
+        kwargs = {**{k: v for k, v in scvi_model.module_kwargs.items() if k != "n_batch"}, **kwargs}
+        model = cls(adata, scvi_model.batch_key, labels_key, seed=scvi_model.seed, device=str(scvi_model.device),
+                    layer=scvi_model.layer, **kwargs)
+        if model.batches != scvi_model.batches:
+            raise MethodInputError("adata batches differ from those the scVI model was trained on")
+        state = {k: v for k, v in scvi_model.module.state_dict().items()}
+        missing, unexpected = model.module.load_state_dict(state, strict=False)
+        if unexpected:
+            raise MethodInputError(f"scVI weights do not fit this scANVI: {unexpected}")
+        return model
+
+    # --------------------------------------------------------------- training
+    def _optimizer_params(self):
+        if self.scheme == "alternating":
+            return self.module.non_classifier_parameters()
+        return self.module.parameters()
+
+    def _setup_training(self, lr, eps, weight_decay):
+        data = self._train_data
+        train_idx = self._train_indices
+        lab = data.label[train_idx] >= 0
+        if self._coarse_codes is not None:
+            lab |= self._coarse_codes[train_idx] >= 0
+        self._labelled_idx = train_idx[lab]
+        self._label_cursor, self._label_perm = 0, None
+        self._cls_rng = np.random.default_rng(self.seed + 1)
+        self._batch_size = 128
+        if self.scheme == "alternating":
+            self._cls_optimizer = make_adam(self.module.classifier_parameters(), self.classifier_lr, eps,
+                                            weight_decay, self.device)
+
+    def _coarse_tensor(self, idx):
+        if self._coarse_codes is None:
+            return None
+        return torch.from_numpy(self._coarse_codes[idx]).to(self.device)
+
+    def _next_labelled(self, n: int) -> np.ndarray:
+        """Cycle through the labelled cells in a fresh random order (one labelled minibatch per step)."""
+        out = []
+        while sum(len(o) for o in out) < n and len(self._labelled_idx):
+            if self._label_perm is None or self._label_cursor >= len(self._label_perm):
+                self._label_perm = self._labelled_idx[self._cls_rng.permutation(len(self._labelled_idx))]
+                self._label_cursor = 0
+            take = self._label_perm[self._label_cursor:self._label_cursor + n - sum(len(o) for o in out)]
+            self._label_cursor += len(take)
+            out.append(take)
+        return np.sort(np.concatenate(out)) if out else np.array([], dtype=np.int64)
+
+    def _extra_step_loss(self, mb, out):
+        """Algorithm 1: alpha x C on a labelled minibatch drawn alongside every ELBO step."""
+        if self.scheme != "joint" or len(self._labelled_idx) == 0:
+            return 0.0
+        idx = self._next_labelled(min(self._batch_size, len(self._labelled_idx)))
+        lmb = self._train_data.minibatch(idx)
+        z = self.module.inference(lmb.x, lmb.batch)["z"]
+        return self.classification_ratio * self.module.classification_loss(z, lmb.label, self._coarse_tensor(idx))
+
+    def _train_steps(self, data, rng, batch_size, kl_weight, optimizer, indices):
+        self._batch_size = batch_size
+        if self.scheme == "alternating":  # (theta, phi) <- dJ: the classifier is held fixed
+            for p in self.module.classifier_parameters():
+                p.requires_grad_(False)
+        try:
+            return super()._train_steps(data, rng, batch_size, kl_weight, optimizer, indices)
+        finally:
+            for p in self.module.classifier_parameters():
+                p.requires_grad_(True)
+
+    def _after_epoch(self, epoch, rng, batch_size):
+        """Algorithm 2: c epochs of classifier updates on the labelled cells, encoder fixed."""
+        if self.scheme != "alternating" or len(self._labelled_idx) == 0 or self.classifier_epochs <= 0:
+            return
+        idx = self._labelled_idx
+        self.module.eval()
+        with torch.no_grad():
+            qm, qv = [], []
+            for mb in self._train_data.iterate(1024, None, idx):
+                inf = self.module.inference(mb.x, mb.batch)
+                qm.append(inf["qz_m"]), qv.append(inf["qz_v"])
+            qm, qv = torch.cat(qm), torch.cat(qv)
+        labels = torch.from_numpy(self._train_data.label[idx]).to(self.device)
+        coarse = self._coarse_tensor(idx)
+        self.module.classifier.train()
+        for _ in range(self.classifier_epochs):
+            perm = torch.from_numpy(self._cls_rng.permutation(len(idx))).to(self.device)
+            for start in range(0, len(idx), batch_size):
+                sel = perm[start:start + batch_size]
+                if len(sel) < 2 and start > 0:
+                    break
+                z = qm[sel] + qv[sel].sqrt() * torch.randn_like(qm[sel])
+                loss = self.module.classification_loss(z, labels[sel], None if coarse is None else coarse[sel])
+                self._cls_optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self._cls_optimizer.step()
+        self.module.train()
+
+    # ------------------------------------------------------------ predictions
+    @torch.no_grad()
+    def _log_probs(self, adata=None, level: str = "fine") -> torch.Tensor:
+        data = self._data(adata, allow_unknown_batches=True)
+        self.module.eval()
+        out = []
+        for mb in data.iterate(1024):
+            z = self.module.inference(mb.x, mb.batch.clamp(min=0))["qz_m"]
+            if level == "coarse":
+                out.append(self.module.classifier.level_log_probs(z)[1].cpu())
+            else:
+                out.append(self.module.classifier.log_probs(z).cpu())
+        return torch.cat(out)
+
+    def predict_proba(self, adata=None, level: str = "fine") -> pd.DataFrame:
+        """q(c | z) at the posterior mean of z; columns = classes (``level`` "coarse" with a hierarchy)."""
+        if level == "coarse" and self.coarse_labels is None:
+            raise MethodInputError("level='coarse' needs a model trained with a hierarchy")
+        cols = self.coarse_labels if level == "coarse" else self.labels
+        index = (adata.obs_names if adata is not None else self._obs.index)
+        return pd.DataFrame(self._log_probs(adata, level).exp().numpy(), columns=cols, index=index)
+
+    def predict(self, adata=None, level: str = "fine") -> np.ndarray:
+        """Most probable class per cell (array of label strings)."""
+        proba = self.predict_proba(adata, level)
+        return proba.columns.to_numpy()[proba.to_numpy().argmax(1)].astype(object)
+
+    def predict_levels(self, adata=None) -> dict:
+        """Predictions at every level of the hierarchy: {"fine": labels, "coarse": labels}."""
+        out = {"fine": self.predict(adata)}
+        if self.coarse_labels is not None:
+            out["coarse"] = self.predict(adata, level="coarse")
+        return out
+
+    def _label_drawers(self, group1, group2, weights, rng):
+        """scANVI DE conditioned on labels: z ~ p(z|u, c), u ~ p(u) (paper, Bayesian DE)."""
+        for g in [group1] + ([] if group2 is None else [group2]):
+            if str(g) not in self.labels:
+                raise MethodInputError(f"DE group {g!r} is not a label class of the model: {self.labels}")
+        c1 = self.labels.index(str(group1))
+        rest = [c for c in range(len(self.labels)) if c != c1]
+        counts = np.bincount(np.maximum(self._train_data.label, 0)[self._train_data.label >= 0], minlength=len(self.labels))
+        p_rest = counts[rest].astype(float) + 1e-12
+        p_rest /= p_rest.sum()
+
+        def draw_class(c):
+            def draw(n):
+                z = self.module.sample_z_given_class(c, n)
+                return self._scale(z, torch.zeros(n, dtype=torch.long, device=z.device), weights)
+            return draw
+
+        def draw_rest(n):
+            cs = rng.choice(rest, size=n, p=p_rest)
+            return torch.cat([draw_class(c)(int((cs == c).sum())) for c in rest if (cs == c).any()])
+
+        return draw_class(c1), (draw_class(self.labels.index(str(group2))) if group2 is not None else draw_rest)
+
+    def _registry(self) -> dict:
+        reg = super()._registry()
+        reg.update(scheme=self.scheme, classifier_layers=self.classifier_layers,
+                   classifier_hidden=self.classifier_hidden, classifier_epochs=self.classifier_epochs,
+                   classification_ratio=self.classification_ratio, classifier_lr=self.classifier_lr,
+                   hierarchy=self.hierarchy, coarse_labels_key=self.coarse_labels_key)
+        return reg
+
+    def _restore(self, reg, adata, device):
+        for k in ("scheme", "classifier_layers", "classifier_hidden", "classifier_epochs",
+                  "classification_ratio", "classifier_lr", "hierarchy", "coarse_labels_key"):
+            setattr(self, k, reg[k])
+        self._parent, self.coarse_labels, self._coarse_codes = None, None, None
+        if self.hierarchy is not None:
+            self._parent, self.coarse_labels = parent_index(reg["labels"], self.hierarchy)
+        super()._restore(reg, adata, device)

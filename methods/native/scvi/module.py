@@ -1,0 +1,240 @@
+"""The scVI torch module: inference q(z|x), q(l|x); generative p(x|z,l,s); loss (negative ELBO).
+
+Follows the paper's Online Methods ("scANVI: an extension to scVI", "Posterior inference",
+"Hyperparameters"): z ~ N(0, I); l ~ LogNormal(l_mu[s], l_sigma[s]^2) with per-batch prior
+from the data (or l observed); x_ng | z, l, s ~ ZINB(l * f_w(z, s), theta_g, f_h(z, s)) where
+f_w ends in a softmax and f_w, f_h share their hidden layers; encoders on log1p(x); networks of
+2 fully connected layers x 128 units, BatchNorm, ReLU, dropout; batch one-hot injected at every
+hidden layer of the decoder.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .distributions import (
+    SparseCounts,
+    count_nll_training,
+    kl_normal_normal,
+    kl_normal_standard,
+    log_count_likelihood,
+    log_factorial_per_cell,
+)
+
+VAR_EPS = 1e-4  # floor on posterior variances, keeps the encoders' exp() away from 0
+DISPERSIONS = ("gene", "gene-batch", "gene-label")
+
+
+class FCLayers(nn.Module):
+    """Linear -> BatchNorm -> ReLU -> Dropout, repeated; a categorical covariate (e.g. the batch)
+    enters every layer as a one-hot column block.
+
+    The one-hot product W_cat @ onehot(s) is done as a row lookup of W_cat, which is the same
+    function as concatenating the one-hot to the input, without building it.
+    """
+
+    def __init__(self, n_in: int, n_out: int, n_layers: int = 1, n_hidden: int = 128,
+                 n_cat: int = 0, dropout: float = 0.1, inject_all: bool = True):
+        super().__init__()
+        dims = [n_in] + [n_hidden] * (n_layers - 1) + [n_out]
+        self.n_cat = n_cat if n_cat > 1 else 0  # one category carries no information
+        self.linears = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        self.cat_layers = []
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            with_cat = self.n_cat > 0 and (inject_all or i == 0)
+            self.linears.append(nn.Linear(a + (self.n_cat if with_cat else 0), b))
+            self.norms.append(nn.BatchNorm1d(b, momentum=0.01, eps=1e-3))
+            self.cat_layers.append(with_cat)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, cat: Optional[torch.Tensor] = None) -> torch.Tensor:
+        for lin, norm, with_cat in zip(self.linears, self.norms, self.cat_layers):
+            if with_cat:
+                n_in = lin.in_features - self.n_cat
+                h = F.linear(x, lin.weight[:, :n_in], lin.bias)
+                if cat is not None:
+                    h = h + lin.weight[:, n_in:].t()[cat]
+                x = h
+            else:
+                x = lin(x)
+            x = F.relu(norm(x))
+            if self.dropout > 0:
+                x = F.dropout(x, self.dropout, self.training)
+        return x
+
+
+class GaussianHead(nn.Module):
+    """Mean and variance (exp link + floor) of a diagonal Gaussian from hidden units."""
+
+    def __init__(self, n_hidden: int, n_out: int):
+        super().__init__()
+        self.mean = nn.Linear(n_hidden, n_out)
+        self.log_var = nn.Linear(n_hidden, n_out)
+
+    def forward(self, h):
+        return self.mean(h), self.log_var(h).exp() + VAR_EPS
+
+
+def reparameterize(mean, var):
+    return mean + var.sqrt() * torch.randn_like(mean)
+
+
+class VAE(nn.Module):
+    """scVI (paper, Online Methods). ``loss`` returns per-cell terms of the negative ELBO.
+
+    Parameters mirror the paper's hyperparameters; ``library`` is "latent" (the paper's
+    log-normal l with a per-batch prior) or "observed" (l = total counts).
+    """
+
+    def __init__(self, n_genes: int, n_batch: int = 1, n_labels: int = 1, n_latent: int = 10,
+                 n_hidden: int = 128, n_layers: int = 2, dropout: float = 0.1,
+                 gene_likelihood: str = "zinb", dispersion: str = "gene", library: str = "latent",
+                 encode_covariates: bool = False,
+                 library_log_means=None, library_log_vars=None):
+        super().__init__()
+        if dispersion not in DISPERSIONS:
+            raise ValueError(f"dispersion must be one of {DISPERSIONS}, got {dispersion!r}")
+        if library not in ("latent", "observed"):
+            raise ValueError(f"library must be 'latent' or 'observed', got {library!r}")
+        self.n_genes, self.n_batch, self.n_labels, self.n_latent = n_genes, n_batch, n_labels, n_latent
+        self.gene_likelihood, self.dispersion, self.library = gene_likelihood, dispersion, library
+        self.encode_covariates = encode_covariates
+        enc_cat = n_batch if encode_covariates else 0
+        # q(z|x) has n_layers hidden layers, q(l|x) one; their first layers read the same
+        # log1p(x), so they run as one (n_genes -> 2 n_hidden) matmul: same model, one pass.
+        n_first = 2 * n_hidden if library == "latent" else n_hidden
+        self.encoder_first = FCLayers(n_genes, n_first, 1, n_first, n_cat=enc_cat, dropout=dropout)
+        self.z_encoder_rest = (
+            FCLayers(n_hidden, n_hidden, n_layers - 1, n_hidden, n_cat=enc_cat, dropout=dropout)
+            if n_layers > 1 else None
+        )
+        self.z_head = GaussianHead(n_hidden, n_latent)
+        self.l_head = GaussianHead(n_hidden, 1) if library == "latent" else None
+        self.n_hidden = n_hidden
+        self.decoder = FCLayers(n_latent, n_hidden, n_layers, n_hidden, n_cat=n_batch, dropout=0.0)
+        n_heads = 2 if gene_likelihood == "zinb" else 1
+        # f_w (softmax frequencies) and f_h (dropout logits) share the hidden layers (paper)
+        self.px_heads = nn.Linear(n_hidden, n_heads * n_genes)
+        n_disp = {"gene": 1, "gene-batch": n_batch, "gene-label": n_labels}[dispersion]
+        self.log_theta = nn.Parameter(torch.randn(n_disp, n_genes) if n_disp > 1 else torch.randn(n_genes))
+        lm = torch.zeros(n_batch) if library_log_means is None else torch.as_tensor(library_log_means, dtype=torch.float32)
+        lv = torch.ones(n_batch) if library_log_vars is None else torch.as_tensor(library_log_vars, dtype=torch.float32)
+        self.register_buffer("library_log_means", lm.reshape(-1))
+        self.register_buffer("library_log_vars", lv.reshape(-1))
+
+    # ----------------------------------------------------------------- inference
+    def inference(self, x: torch.Tensor, batch: torch.Tensor, n_samples: int = 0) -> dict:
+        """q(z|x[,s]) and q(l|x[,s]); ``n_samples`` = 0 gives one sample per cell (training)."""
+        cat = batch if self.encode_covariates else None
+        h = self.encoder_first(torch.log1p(x), cat)
+        hz = h[:, : self.n_hidden]
+        if self.z_encoder_rest is not None:
+            hz = self.z_encoder_rest(hz, cat)
+        qz_m, qz_v = self.z_head(hz)
+        out = {"qz_m": qz_m, "qz_v": qz_v}
+        shape = (n_samples,) if n_samples else ()
+        out["z"] = qz_m + qz_v.sqrt() * torch.randn(shape + qz_m.shape, device=x.device)
+        if self.library == "latent":
+            ql_m, ql_v = self.l_head(h[:, self.n_hidden:])
+            out.update(ql_m=ql_m, ql_v=ql_v)
+            out["log_library"] = ql_m + ql_v.sqrt() * torch.randn(shape + ql_m.shape, device=x.device)
+        else:
+            log_lib = torch.log(x.sum(-1, keepdim=True).clamp(min=1.0))
+            out["log_library"] = log_lib.expand(shape + log_lib.shape) if n_samples else log_lib
+        return out
+
+    # ---------------------------------------------------------------- generative
+    def decode_scale_logits(self, z: torch.Tensor, batch: Optional[torch.Tensor]):
+        """(log softmax frequencies log f_w(z, s), dropout logits f_h(z, s) or None)."""
+        lead = z.shape[:-1]
+        zf = z.reshape(-1, z.shape[-1])
+        if batch is not None and zf.shape[0] != batch.shape[0]:
+            batch = batch.repeat(zf.shape[0] // batch.shape[0])
+        heads = self.px_heads(self.decoder(zf, batch if self.n_batch > 1 else None))
+        log_scale = F.log_softmax(heads[:, : self.n_genes], dim=-1).reshape(lead + (self.n_genes,))
+        pi = heads[:, self.n_genes:].reshape(lead + (self.n_genes,)) if self.gene_likelihood == "zinb" else None
+        return log_scale, pi
+
+    def log_theta_for(self, batch: torch.Tensor, label: Optional[torch.Tensor]) -> torch.Tensor:
+        if self.dispersion == "gene":
+            return self.log_theta
+        if self.dispersion == "gene-batch":
+            return self.log_theta[batch]
+        if label is None:
+            raise ValueError("dispersion='gene-label' needs the cell labels")
+        return self.log_theta[label.clamp(min=0)]
+
+    def generative(self, z, log_library, batch, label=None) -> dict:
+        log_scale, pi = self.decode_scale_logits(z, batch)
+        return {"log_mu": log_library + log_scale, "log_scale": log_scale, "pi_logits": pi,
+                "log_theta": self.log_theta_for(batch, label)}
+
+    # --------------------------------------------------------------------- loss
+    def kl_library(self, inf: dict, batch: torch.Tensor) -> torch.Tensor:
+        if self.library != "latent":
+            return torch.zeros(inf["z"].shape[-2], device=inf["z"].device)
+        prior_m = self.library_log_means[batch].unsqueeze(-1)
+        prior_v = self.library_log_vars[batch].unsqueeze(-1)
+        return kl_normal_normal(inf["ql_m"], inf["ql_v"], prior_m, prior_v)
+
+    def reconstruction(self, x, nz: SparseCounts, gen: dict) -> torch.Tensor:
+        """Per-cell -log p(x | z, l, s) without the constant sum lgamma(x + 1)."""
+        return count_nll_training(self.gene_likelihood, x, nz, gen["log_mu"], gen["log_theta"], gen["pi_logits"])
+
+    def loss(self, x, nz: SparseCounts, batch, label=None, kl_weight: float = 1.0) -> dict:
+        """Per-cell negative ELBO terms; ``total`` = recon + kl_weight * (KL_z + KL_l)."""
+        inf = self.inference(x, batch)
+        gen = self.generative(inf["z"], inf["log_library"], batch, label)
+        recon = self.reconstruction(x, nz, gen)
+        kl_z = kl_normal_standard(inf["qz_m"], inf["qz_v"])
+        kl_l = self.kl_library(inf, batch)
+        return {"total": recon + kl_weight * (kl_z + kl_l), "recon": recon, "kl_z": kl_z, "kl_l": kl_l}
+
+    # --------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def log_likelihood_full(self, x, gen) -> torch.Tensor:
+        """Exact per-sample log p(x | z, l, s) with constants (for ELBO / marginal LL)."""
+        return log_count_likelihood(self.gene_likelihood, x, gen["log_mu"], gen["log_theta"], gen["pi_logits"]).sum(-1)
+
+    @torch.no_grad()
+    def marginal_ll(self, x, nz: SparseCounts, batch, label=None, n_mc: int = 100) -> torch.Tensor:
+        """Importance-sampled log p(x) per cell with q(z|x) q(l|x) as proposal."""
+        inf = self.inference(x, batch, n_samples=n_mc)
+        gen = self.generative(inf["z"], inf["log_library"], batch, label)
+        log_px = self._log_lik_samples(x, nz, gen)
+        z = inf["z"]
+        log_w = log_px + _log_normal(z, torch.zeros_like(z), torch.ones_like(z)) - _log_normal(z, inf["qz_m"], inf["qz_v"])
+        if self.library == "latent":
+            ll = inf["log_library"]
+            log_w = log_w + _log_normal(ll, self.library_log_means[batch].unsqueeze(-1),
+                                        self.library_log_vars[batch].unsqueeze(-1)) - _log_normal(ll, inf["ql_m"], inf["ql_v"])
+        return torch.logsumexp(log_w, 0) - math.log(n_mc)
+
+    def _log_lik_samples(self, x, nz, gen):
+        """log p(x|z,l) for each MC sample (S, n), constants included, via the fast form."""
+        S = gen["log_mu"].shape[0]
+        n = x.shape[0]
+        log_theta = gen["log_theta"]
+        out = []
+        for s in range(S):
+            nll = count_nll_training(self.gene_likelihood, x, nz, gen["log_mu"][s], log_theta,
+                                     None if gen["pi_logits"] is None else gen["pi_logits"][s])
+            out.append(-nll)
+        return torch.stack(out) - log_factorial_per_cell(nz, n)
+
+    @torch.no_grad()
+    def elbo_terms(self, x, nz, batch, label=None) -> dict:
+        """Per-cell -ELBO (with constants, KL weight 1) and reconstruction error, one sample."""
+        out = self.loss(x, nz, batch, label, kl_weight=1.0)
+        const = log_factorial_per_cell(nz, x.shape[0])
+        recon = out["recon"] + const
+        return {"elbo": recon + out["kl_z"] + out["kl_l"], "recon": recon}
+
+
+def _log_normal(x, mean, var):
+    return (-0.5 * ((x - mean).pow(2) / var + var.log() + math.log(2 * math.pi))).sum(-1)
