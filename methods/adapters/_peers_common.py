@@ -107,7 +107,7 @@ def de_frame(genes, logfc, pvalue, extra: dict | None = None) -> pd.DataFrame:
     p = np.asarray(pvalue, dtype=float)
     p = np.where(np.isfinite(p), p, 1.0)
     lfc = np.where(np.isfinite(np.asarray(logfc, dtype=float)), logfc, 0.0)
-    score = -np.log10(np.clip(p, 1e-300, 1.0))
+    score = -np.log10(np.clip(p, 1e-300, 1.0)) + 0.0  # + 0.0 turns -0.0 into 0.0
     df = pd.DataFrame({"score": score, "signed_score": np.sign(lfc) * score, "logFC": lfc,
                        "pvalue": p, "padj": bh_adjust(p)}, index=pd.Index(list(map(str, genes)), name="gene"))
     for k, v in (extra or {}).items():
