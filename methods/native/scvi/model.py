@@ -460,7 +460,7 @@ class SCANVI(SCVI):
 
     def __init__(self, adata, batch_key: Optional[str] = "batch", labels_key: str = "cell_type", *,
                  scheme: str = "alternating", classifier_layers: int = 2, classifier_hidden: int = 256,
-                 classifier_epochs: int = 1, classification_ratio: float = 50.0, classifier_lr: float = 1e-3,
+                 classifier_epochs: int = 1, classification_ratio: float = 50.0, classifier_lr: float = 5e-3,
                  hierarchy: Optional[dict] = None, coarse_labels_key: Optional[str] = None, **kwargs):
         if scheme not in ("alternating", "joint"):
             raise MethodInputError(f"scheme must be 'alternating' (Algorithm 2) or 'joint' (Algorithm 1), got {scheme!r}")
@@ -545,7 +545,9 @@ class SCANVI(SCVI):
         self._cls_rng = np.random.default_rng(self.seed + 1)
         self._batch_size = 128
         if self.scheme == "alternating":
-            self._cls_optimizer = make_adam(self.module.classifier_parameters(), self.classifier_lr, eps,
+            # eps = 0.01 suits the ELBO's large gradients; the cross-entropy's are O(0.01-1), where
+            # such an eps would shrink every step, so the classifier phase uses Adam's usual eps
+            self._cls_optimizer = make_adam(self.module.classifier_parameters(), self.classifier_lr, 1e-8,
                                             weight_decay, self.device)
 
     def _coarse_tensor(self, idx):

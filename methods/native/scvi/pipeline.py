@@ -74,7 +74,7 @@ def _scanvi_kwargs(adata, task, params: dict, variant: str) -> dict:
         "classifier_hidden": params.get("classifier_hidden", hidden),
         "classifier_epochs": params.get("classifier_epochs", epochs),
         "classification_ratio": params.get("classification_ratio", 50.0),
-        "classifier_lr": params.get("classifier_lr", 1e-3),
+        "classifier_lr": params.get("classifier_lr", 5e-3),
     }
     if variant == "scanvi_hierarchical":
         hierarchy = task.hierarchy or adata.uns.get("hierarchy")

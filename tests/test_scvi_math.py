@@ -1,0 +1,124 @@
+"""Math of the native scVI/scANVI: likelihoods vs scipy, KL vs closed forms, hierarchy."""
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from methods.base import MethodInputError
+from methods.native.scvi.distributions import (
+    SparseCounts,
+    count_nll_training,
+    gaussian_entropy,
+    kl_normal_normal,
+    kl_normal_standard,
+    log_nb,
+    log_poisson,
+    log_zinb,
+)
+from methods.native.scvi.hierarchy import hierarchical_log_probs, parent_index
+
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _float64():
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+def _params(n=6, g=7, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.negative_binomial(2, 0.3, size=(n, g)).astype(float)
+    x[rng.random((n, g)) < 0.4] = 0
+    mu = rng.gamma(2.0, 2.0, size=(n, g))
+    theta = rng.gamma(2.0, 1.0, size=g)
+    pi_logit = rng.normal(size=(n, g))
+    return x, mu, theta, pi_logit
+
+
+def test_nb_log_prob_matches_scipy():
+    x, mu, theta, _ = _params()
+    ours = log_nb(torch.tensor(x), torch.tensor(np.log(mu)), torch.tensor(np.log(theta))).numpy()
+    ref = stats.nbinom.logpmf(x, theta, theta / (theta + mu))
+    np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_zinb_log_prob_matches_scipy_mixture():
+    x, mu, theta, pi_logit = _params()
+    ours = log_zinb(torch.tensor(x), torch.tensor(np.log(mu)), torch.tensor(np.log(theta)),
+                    torch.tensor(pi_logit)).numpy()
+    pi = 1 / (1 + np.exp(-pi_logit))
+    ref = np.log((x == 0) * pi + (1 - pi) * stats.nbinom.pmf(x, theta, theta / (theta + mu)))
+    np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-9)
+
+
+def test_poisson_log_prob_matches_scipy():
+    x, mu, _, _ = _params()
+    ours = log_poisson(torch.tensor(x), torch.tensor(np.log(mu))).numpy()
+    np.testing.assert_allclose(ours, stats.poisson.logpmf(x, mu), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("likelihood", ["zinb", "nb", "poisson"])
+@pytest.mark.parametrize("per_cell_theta", [False, True])
+def test_training_nll_equals_exact_minus_constant_with_same_gradients(likelihood, per_cell_theta):
+    x, mu, theta, pi_logit = _params(seed=1)
+    X = torch.tensor(x)
+    rows, cols = np.nonzero(x)
+    nz = SparseCounts(torch.tensor(rows), torch.tensor(cols), torch.tensor(x[rows, cols]))
+    th = np.log(np.tile(theta, (x.shape[0], 1)) * (1.5 if per_cell_theta else 1.0)) if per_cell_theta else np.log(theta)
+
+    def leaves():
+        return [torch.tensor(np.log(mu), requires_grad=True), torch.tensor(th, requires_grad=True),
+                torch.tensor(pi_logit, requires_grad=True)]
+
+    a = leaves()
+    fast = count_nll_training(likelihood, X, nz, a[0], a[1], a[2] if likelihood == "zinb" else None)
+    b = leaves()
+    full = {"zinb": lambda: log_zinb(X, b[0], b[1], b[2]), "nb": lambda: log_nb(X, b[0], b[1]),
+            "poisson": lambda: log_poisson(X, b[0])}[likelihood]()
+    const = torch.lgamma(X + 1).sum(-1)
+    np.testing.assert_allclose(fast.detach().numpy(), (-full.sum(-1) - const).detach().numpy(), rtol=1e-10, atol=1e-9)
+    fast.sum().backward()
+    (-full.sum()).backward()
+    for p, q in zip(a, b):
+        if q.grad is None:
+            assert p.grad is None or torch.all(p.grad == 0)
+        else:
+            np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-8, atol=1e-10)
+
+
+def test_kl_terms_match_closed_forms():
+    g = torch.Generator().manual_seed(0)
+    m1, m2 = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    v1, v2 = torch.rand(5, 3, generator=g) + 0.1, torch.rand(5, 3, generator=g) + 0.1
+    N = torch.distributions.Normal
+    ref_std = torch.distributions.kl_divergence(N(m1, v1.sqrt()), N(torch.zeros(3), torch.ones(3))).sum(-1)
+    ref = torch.distributions.kl_divergence(N(m1, v1.sqrt()), N(m2, v2.sqrt())).sum(-1)
+    torch.testing.assert_close(kl_normal_standard(m1, v1), ref_std)
+    torch.testing.assert_close(kl_normal_normal(m1, v1, m2, v2), ref)
+    torch.testing.assert_close(gaussian_entropy(v1), N(m1, v1.sqrt()).entropy().sum(-1))
+    assert torch.all(kl_normal_normal(m1, v1, m1, v1).abs() < 1e-12)
+
+
+def test_hierarchical_probabilities_sum_to_one_per_level_and_follow_note_4():
+    classes = ["CD4 naive", "CD4 memory", "CD8 naive", "B"]
+    hierarchy = {"CD4 naive": "T", "CD4 memory": "T", "CD8 naive": "T", "B": "B cell"}
+    parent, coarse = parent_index(classes, hierarchy)
+    assert coarse == ["B cell", "T"] and parent.tolist() == [1, 1, 1, 0]
+    g = torch.Generator().manual_seed(1)
+    fine_logits, coarse_logits = torch.randn(9, 4, generator=g), torch.randn(9, 2, generator=g)
+    log_fine, log_coarse = hierarchical_log_probs(fine_logits, coarse_logits, torch.as_tensor(parent))
+    fine, grp = log_fine.exp(), log_coarse.exp()
+    torch.testing.assert_close(fine.sum(-1), torch.ones(9))
+    torch.testing.assert_close(grp.sum(-1), torch.ones(9))
+    # the fine probabilities of a group add up to that group's probability
+    torch.testing.assert_close(fine[:, :3].sum(-1), grp[:, 1])
+    torch.testing.assert_close(fine[:, 3], grp[:, 0])
+    # q(y_i|z) = f_i / sum_{siblings} f_j * f^g_{parent}
+    f = torch.softmax(fine_logits, -1)
+    torch.testing.assert_close(fine[:, 0], f[:, 0] / f[:, :3].sum(-1) * grp[:, 1])
+
+
+def test_labels_missing_from_hierarchy_raise():
+    with pytest.raises(MethodInputError, match="not in the hierarchy"):
+        parent_index(["a", "b", "c"], {"a": "x", "b": "x"})

@@ -1,0 +1,157 @@
+"""Behaviour of the native scVI/scANVI models: training, seeds, save/load, errors, DE."""
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.metrics import roc_auc_score
+
+from methods.base import MethodInputError
+from methods.native.scvi import SCANVI, SCVI
+
+
+def nb_simulation(n_cells=400, n_genes=60, n_types=3, n_de=6, seed=0):
+    """Tiny NB counts: each type up-regulates its own n_de genes x8; batch b1 has 1.5x depth."""
+    rng = np.random.default_rng(seed)
+    types = rng.integers(0, n_types, n_cells)
+    batch = rng.integers(0, 2, n_cells)
+    base = rng.gamma(2.0, 0.5, n_genes)
+    mu = np.tile(base, (n_cells, 1)) * rng.lognormal(0, 0.2, (n_cells, 1)) * 4
+    for t in range(n_types):
+        mu[types == t, t * n_de:(t + 1) * n_de] *= 8.0
+    mu[batch == 1] *= 1.5
+    theta = 5.0
+    X = rng.negative_binomial(theta, theta / (theta + mu)).astype(np.float32)
+    obs = pd.DataFrame({"batch": pd.Categorical(np.array(["b0", "b1"])[batch]),
+                        "cell_type": pd.Categorical(np.array(["A", "B", "C", "D"])[types])},
+                       index=[f"c{i}" for i in range(n_cells)])
+    return ad.AnnData(sp.csr_matrix(X), obs=obs, var=pd.DataFrame(index=[f"g{j}" for j in range(n_genes)]))
+
+
+@pytest.fixture(scope="module")
+def adata():
+    a = nb_simulation()
+    vis = a.obs["cell_type"].astype(object).copy()
+    vis[np.random.default_rng(0).random(a.n_obs) < 0.7] = np.nan
+    a.obs["visible"] = pd.Categorical(vis)
+    return a
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def trained_scvi(adata):
+    torch.set_num_threads(1)
+    return SCVI(adata, "batch", n_hidden=32, seed=0).train(30)
+
+
+def test_training_decreases_loss_and_marginal_ll_beats_elbo(trained_scvi, adata):
+    hist = trained_scvi.history_["train_loss"]
+    assert len(hist) == 30 and hist[-1] < 0.8 * hist[0]
+    # the importance-sampled log p(x) is a tighter bound than the ELBO (on average)
+    ll = trained_scvi.get_marginal_ll(n_mc_samples=50)
+    neg_elbo = trained_scvi.get_elbo()
+    assert np.isfinite(ll) and -neg_elbo - 0.5 < ll < 0
+
+
+def test_latent_and_normalized_expression_shapes(trained_scvi, adata):
+    z = trained_scvi.get_latent_representation()
+    assert z.shape == (adata.n_obs, 10) and np.isfinite(z).all()
+    scale = trained_scvi.get_normalized_expression(transform_batch="b0")
+    np.testing.assert_allclose(scale.sum(1), 1.0, rtol=1e-4)
+    den = trained_scvi.get_denoised_expression()
+    np.testing.assert_allclose(den.sum(1), np.asarray(adata.X.sum(1)).ravel(), rtol=1e-3)
+
+
+def test_same_seed_reproduces_exactly_and_other_seed_differs(adata):
+    a = SCVI(adata, "batch", n_hidden=16, seed=3).train(3).get_latent_representation()
+    b = SCVI(adata, "batch", n_hidden=16, seed=3).train(3).get_latent_representation()
+    c = SCVI(adata, "batch", n_hidden=16, seed=4).train(3).get_latent_representation()
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_scvi_save_load_round_trip_and_gene_mismatch(trained_scvi, adata, tmp_path):
+    trained_scvi.save(tmp_path / "m")
+    with pytest.raises(FileExistsError):
+        trained_scvi.save(tmp_path / "m")
+    loaded = SCVI.load(tmp_path / "m", adata)
+    np.testing.assert_allclose(loaded.get_latent_representation(), trained_scvi.get_latent_representation(),
+                               rtol=1e-6, atol=1e-6)
+    with pytest.raises(MethodInputError, match="var_names"):
+        SCVI.load(tmp_path / "m", adata[:, ::-1].copy())
+    with pytest.raises(MethodInputError, match="var_names"):
+        trained_scvi.get_latent_representation(adata[:, :10].copy())
+
+
+def test_no_counts_raise(adata):
+    logged = adata.copy()
+    logged.X = sp.csr_matrix(np.log1p(adata.X.toarray()))
+    with pytest.raises(MethodInputError, match="raw"):
+        SCVI(logged, "batch")
+    with pytest.raises(MethodInputError, match="batch_key"):
+        SCVI(adata, "no_such_column")
+
+
+def test_scanvi_one_label_class_raises(adata):
+    one = adata.copy()
+    one.obs["only"] = pd.Categorical(np.where(np.arange(one.n_obs) < 50, "A", None))
+    with pytest.raises(MethodInputError, match="at least two"):
+        SCANVI(one, "batch", "only")
+
+
+def test_scanvi_labels_not_in_hierarchy_raise(adata):
+    with pytest.raises(MethodInputError, match="not in the hierarchy"):
+        SCANVI(adata, "batch", "visible", hierarchy={"A": "AB", "B": "AB"})
+
+
+@pytest.mark.parametrize("scheme", ["alternating", "joint"])
+def test_scanvi_trains_classifies_and_round_trips(adata, scheme, tmp_path):
+    m = SCANVI(adata, "batch", "visible", scheme=scheme, n_hidden=32, classifier_hidden=32, seed=0)
+    m.train(20)
+    assert m.history_["train_loss"][-1] < m.history_["train_loss"][0]
+    proba = m.predict_proba()
+    np.testing.assert_allclose(proba.to_numpy().sum(1), 1.0, rtol=1e-5)
+    truth = adata.obs["cell_type"].astype(str).to_numpy()
+    hidden = adata.obs["visible"].isna().to_numpy()
+    assert (m.predict()[hidden] == truth[hidden]).mean() > 0.8
+    m.save(tmp_path / scheme)
+    loaded = SCANVI.load(tmp_path / scheme, adata)
+    pd.testing.assert_frame_equal(loaded.predict_proba(), proba, rtol=1e-5, atol=1e-6)
+
+
+def test_scanvi_hierarchical_levels(adata):
+    hierarchy = {"A": "AB", "B": "AB", "C": "CD", "D": "CD"}
+    m = SCANVI(adata, "batch", "visible", hierarchy=hierarchy, n_hidden=32, classifier_hidden=32, seed=0).train(10)
+    fine, coarse = m.predict_proba(), m.predict_proba(level="coarse")
+    assert list(fine.columns) == ["A", "B", "C", "D"] and list(coarse.columns) == ["AB", "CD"]
+    np.testing.assert_allclose(fine.to_numpy().sum(1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(coarse.to_numpy().sum(1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(fine[["A", "B"]].sum(1), coarse["AB"], rtol=1e-5)
+
+
+def test_bayes_factor_de_recovers_planted_genes(trained_scvi, adata):
+    de = trained_scvi.differential_expression(groupby="cell_type", group1="A", group2="B", n_samples=2000)
+    assert list(de.index) == trained_scvi.genes
+    planted = np.zeros(adata.n_vars, bool)
+    planted[:12] = True  # A's and B's own genes (6 each)
+    auroc = roc_auc_score(planted, de["score"].abs())
+    assert auroc > 0.9
+    # direction: A's genes higher in A (log K > 0), B's genes lower
+    assert (de["score"].iloc[:6] > 0).all() and (de["score"].iloc[6:12] < 0).all()
+    assert (de["lfc_mean"].iloc[:6] > 0.2).all()
+
+
+def test_scanvi_label_conditioned_de(adata):
+    m = SCANVI(adata, "batch", "cell_type", scheme="joint", n_hidden=32, classifier_hidden=32, seed=0).train(30)
+    de = m.differential_expression(groupby="cell_type", group1="A", group2=None, mode="labels", n_samples=2000)
+    planted = np.zeros(adata.n_vars, bool)
+    planted[:6] = True
+    assert roc_auc_score(planted, de["score"]) > 0.9
