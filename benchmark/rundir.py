@@ -265,8 +265,33 @@ def base_manifest(run_dir: Path, *, argv: Optional[list] = None, **fields) -> di
     return manifest
 
 
+def source_datasets(labels: Iterable[str]) -> list[str]:
+    """Registered dataset names behind result-row dataset labels.
+
+    Labels may combine sources and variants, e.g. ``pbmc_facs+pbmc3k`` or
+    ``cellbench_mixology[removed:A549]``.
+    """
+    names = set()
+    for label in labels:
+        base = str(label).split("[")[0]
+        names.update(p.strip() for p in base.replace("|", "+").split("+") if p.strip())
+    return sorted(names)
+
+
+def jobs_log(run_dir: Path) -> Optional[pd.DataFrame]:
+    """The runner's ``jobs.csv`` (one line per job: status, wall time, peak memory, cached...)."""
+    path = Path(run_dir) / "jobs.csv"
+    if not path.exists():
+        return None
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError):
+        return None
+
+
 def finish_manifest(manifest: dict, results: Optional[pd.DataFrame], *, r_packages: Iterable[str] = (),
-                    cache_dir: Optional[Path] = None, wall_time_s: Optional[float] = None) -> dict:
+                    cache_dir: Optional[Path] = None, wall_time_s: Optional[float] = None,
+                    run_dir: Optional[Path] = None) -> dict:
     manifest = dict(manifest)
     manifest["finished_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     if wall_time_s is not None:
@@ -278,7 +303,19 @@ def finish_manifest(manifest: dict, results: Optional[pd.DataFrame], *, r_packag
         manifest["seeds"] = sorted(int(s) for s in results["seed"].dropna().unique())
         manifest["datasets_used"] = sorted(results["dataset"].dropna().unique().tolist())
         manifest["jobs"] = job_timings(results)
-        manifest["dataset_checksums"] = dataset_checksums(manifest["datasets_used"], cache_dir)
+        manifest["dataset_checksums"] = dataset_checksums(source_datasets(manifest["datasets_used"]), cache_dir)
+    log = jobs_log(run_dir) if run_dir is not None else None
+    if log is not None and not log.empty:  # the runner's own per-job timings win over the rows
+        keep = [c for c in ("scenario", "dataset", "method", "seed", "status", "wall_time_s", "peak_memory_mb",
+                            "cached", "versions") if c in log]
+        jobs = json.loads(log[keep].to_json(orient="records"))
+        for job in jobs:  # the runner stores versions as a JSON string
+            if isinstance(job.get("versions"), str):
+                try:
+                    job["versions"] = json.loads(job["versions"])
+                except ValueError:
+                    pass
+        manifest["jobs"] = jobs
     return manifest
 
 

@@ -30,7 +30,10 @@ def _fmt_frame(table: pd.DataFrame) -> pd.DataFrame:
     out = table.copy()
     for c in out.columns:
         if pd.api.types.is_float_dtype(out[c]):
-            out[c] = [("" if pd.isna(v) else f"{v:.1f}" if abs(v) >= 100 else f"{v:.3f}") for v in out[c]]
+            vals = out[c].dropna()
+            whole = len(vals) > 0 and bool((vals == vals.round()).all()) and bool((vals.abs() < 1e15).all())
+            out[c] = [("" if pd.isna(v) else f"{int(v)}" if whole else f"{v:.1f}" if abs(v) >= 100 else f"{v:.3f}")
+                      for v in out[c]]
         elif pd.api.types.is_bool_dtype(out[c]):
             out[c] = ["yes" if v else "" for v in out[c]]
     return out
@@ -65,8 +68,8 @@ body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0 auto
 padding:1em 2em;color:#222;line-height:1.45}
 h1{border-bottom:2px solid #4c72b0;padding-bottom:.2em}h2{border-bottom:1px solid #ccc;margin-top:2em}
 table{border-collapse:collapse;font-size:13px;margin:.6em 0 1.2em 0;display:block;overflow-x:auto}
-th,td{border:1px solid #ddd;padding:3px 8px;text-align:right;white-space:nowrap}
-th{background:#f0f3f8}td:first-child,th:first-child{text-align:left}
+th,td{border:1px solid #ddd;padding:3px 8px;white-space:nowrap}
+th{background:#f0f3f8}.num{text-align:right}.txt{text-align:left}
 tr:nth-child(even) td{background:#fafafa}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:13px;color:#555}.meta td{text-align:left;white-space:normal}
@@ -81,9 +84,20 @@ def _img_tag(fig: Figure) -> str:
 
 
 def _table_html(table: Optional[pd.DataFrame]) -> str:
+    """An HTML table with numeric columns right-aligned and text left-aligned."""
     if table is None or table.empty:
         return '<p class="note">(none)</p>'
-    return _fmt_frame(table).to_html(index=False, escape=True, na_rep="", border=0)
+    numeric = [pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])
+               for c in table.columns]
+    shown = _fmt_frame(table)
+    head = "".join(f'<th class="{"num" if n else "txt"}">{html.escape(str(c))}</th>'
+                   for c, n in zip(shown.columns, numeric))
+    body = []
+    for rec in shown.itertuples(index=False):
+        cells = "".join(f'<td class="{"num" if n else "txt"}">{html.escape("" if pd.isna(v) else str(v))}</td>'
+                        for v, n in zip(rec, numeric))
+        body.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def to_html(title: str, meta: list[tuple[str, str]], sections: list[Section]) -> str:
