@@ -1,0 +1,129 @@
+"""Input builders shared by several scenarios: the dataset pairs of the shared stand-ins
+(``../shared/data/MANIFEST.md``), the simulator, and the perturbations the paper applies.
+
+Inputs are data, not method runs: they do not depend on the run's seed unless a scenario samples
+from them on purpose (seed cells, DE subsamples); a method's seed is its own random start, as the
+paper's repeats are.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .base import SIMULATED, concat, drop_empty, load_source, select_genes, simulate, subsample
+
+#: the cross-protocol pair of CellBench (3 lines each): the stand-in for the paper's
+#: multi-technology pairs (MANIFEST.md, cellbench_mixology)
+CELLBENCH_PAIR = ("CEL-seq2_3cl", "Drop-seq_3cl")
+#: 10x PBMC pair: FACS-sorted populations + pbmc3k, on their shared coarse labels
+PBMC_PAIR = "pbmc_facs+pbmc3k"
+_PBMC_COARSE = {  # both datasets' coarse labels onto one vocabulary (types in both)
+    "T cell": "T cell", "B cell": "B cell", "NK cell": "NK cell",
+    "CD14+ monocyte": "Monocyte", "Monocyte": "Monocyte",
+}
+
+
+def prepare(adata, profile, *, n_genes=None, max_cells="profile"):
+    """Cap the cells (stratified by batch, fixed seed), select genes as the paper, drop empties."""
+    cap = profile.max_cells if max_cells == "profile" else max_cells
+    adata = subsample(adata, cap, seed=0)
+    adata = select_genes(adata, profile.n_genes if n_genes is None else n_genes)
+    return drop_empty(adata)
+
+
+def simulated_pair(profile, *, n_cell_types=5, hidden_types=None, n_batches=2, n_cells=None, **kw):
+    """The simulator with two batches (a planted batch effect) and nothing hidden by default."""
+    return simulate(n_cells=n_cells or profile.sim_cells, n_genes=profile.sim_genes, n_batches=n_batches,
+                    n_cell_types=n_cell_types, seed=0, hidden_types=hidden_types, **kw)
+
+
+@functools.lru_cache(maxsize=8)
+def _load(name):
+    return load_source(name)
+
+
+def load(name):
+    """A registered dataset, read once per process (callers get their own copy)."""
+    return _load(name).copy()
+
+
+def cellbench_pair():
+    """CEL-seq2 vs Drop-seq, 3 cell lines each (labels = genotype-demultiplexed cell lines)."""
+    a = load("cellbench_mixology")
+    keep = a.obs["batch"].astype(str).isin(CELLBENCH_PAIR).to_numpy()
+    a = a[keep].copy()
+    a.obs["batch"] = pd.Categorical(a.obs["batch"].astype(str), categories=list(CELLBENCH_PAIR))
+    a.obs["cell_type"] = pd.Categorical(a.obs["cell_type"].astype(str))
+    return a
+
+
+def pbmc_pair():
+    """pbmc_facs + pbmc3k on shared genes and shared coarse labels (T, B, NK, monocyte)."""
+    parts = {}
+    for name in PBMC_PAIR.split("+"):
+        a = load(name)
+        coarse = a.obs["cell_type_coarse"].astype(object).map(_PBMC_COARSE)
+        a = a[coarse.notna().to_numpy()].copy()
+        a.obs["cell_type"] = coarse[coarse.notna()].to_numpy()
+        parts[name] = a
+    return concat(parts)
+
+
+def pair_source(source, profile):
+    """(AnnData with exactly two batches, (batch A, batch B)) for a pair source name."""
+    if source == SIMULATED:
+        a = simulated_pair(profile)
+    elif source == "cellbench_mixology":
+        a = cellbench_pair()
+    elif source == PBMC_PAIR:
+        a = pbmc_pair()
+    else:
+        raise ValueError(f"no pair is defined for source {source!r}; use one of "
+                         f"{[SIMULATED, 'cellbench_mixology', PBMC_PAIR]}")
+    a = prepare(a, profile)
+    batches = list(a.obs["batch"].cat.categories if hasattr(a.obs["batch"], "cat") else pd.unique(a.obs["batch"]))
+    present = [b for b in batches if (a.obs["batch"].astype(str) == str(b)).any()]
+    a.obs["batch"] = pd.Categorical(a.obs["batch"].astype(str), categories=[str(b) for b in present])
+    return a, tuple(str(b) for b in present[:2])
+
+
+def thin_counts(X, keep_prob: np.ndarray, rng) -> sp.csr_matrix:
+    """Binomial thinning of counts with a per-gene capture probability: a technical batch effect
+    (library size and gene-wise bias) that leaves the biology untouched."""
+    X = sp.csr_matrix(X)
+    data = X.data.astype(np.int64)
+    p = keep_prob[X.indices]
+    out = sp.csr_matrix((rng.binomial(data, p).astype(np.float32), X.indices.copy(), X.indptr.copy()),
+                        shape=X.shape)
+    out.eliminate_zeros()
+    return out
+
+
+def split_with_batch_effect(adata, *, seed: int = 0, names=("A", "B"), mean_capture: float = 0.5,
+                            gene_sd: float = 0.5, drop_b=None):
+    """Split a one-batch dataset into two halves and plant a technical effect in the second
+    (binomial thinning, per-gene capture ~ mean_capture * logNormal(0, gene_sd), capped at 1).
+
+    ``drop_b``: optional boolean mask of cells to remove from the second half (cells unique to
+    the first dataset, as the paper's HEMATO-Tusi terminal states).
+    """
+    rng = np.random.default_rng(seed)
+    n = adata.n_obs
+    in_b = rng.random(n) < 0.5
+    if drop_b is not None:
+        keep = ~(in_b & np.asarray(drop_b))
+        adata, in_b = adata[keep].copy(), in_b[keep]
+    else:
+        adata = adata.copy()
+    capture = np.minimum(1.0, mean_capture * np.exp(rng.normal(0, gene_sd, adata.n_vars)))
+    X = sp.csr_matrix(adata.X)
+    Xb = thin_counts(X[np.flatnonzero(in_b)], capture, rng)
+    rows = sp.vstack([X[np.flatnonzero(~in_b)], Xb]).tocsr()
+    order = np.concatenate([np.flatnonzero(~in_b), np.flatnonzero(in_b)])
+    out = adata[order].copy()
+    out.X = rows.astype(np.float32)
+    out.obs["batch"] = pd.Categorical(np.where(in_b[order], names[1], names[0]), categories=list(names))
+    return drop_empty(out)

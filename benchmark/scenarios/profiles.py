@@ -1,0 +1,89 @@
+"""Run profiles: how big and how long each scenario runs (issue 7, "Done when").
+
+* ``quick``: few epochs, one seed, a few k values, inputs capped in size: ``run all`` on the
+  shared data fits in 30 minutes on a 2-core machine (measured figure in the README note).
+* ``paper``: the paper's settings: 3 seeds, k from 10 to 500, full inputs, the paper's epochs
+  (scVI/scANVI trained to convergence, 400 epochs for small data as in scVI's reproducibility
+  scripts), simulated scaling up to 100k cells and 26 batches.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    seeds: tuple = (0,)
+    k_values: tuple = (10, 50, 100)
+    default_k: int = 50
+    n_genes: int = 1000  # genes kept by the paper's dispersion selection (union over batches)
+    max_cells: Optional[int] = 3000  # per input, stratified by batch (None = all)
+    n_latent: int = 10
+    method_params: dict = field(default_factory=dict)  # method -> params overriding its defaults
+    time_limit: Optional[float] = 900.0
+    memory_limit_gb: Optional[float] = 12.0
+    heldout_max_types: Optional[int] = 3  # cell types c0 tried in the held-out scenario
+    sim_cells: int = 1500
+    sim_genes: int = 500
+    n_bins: int = 20  # pseudotime bins (paper, Fig. 4c)
+    n_seed_cells: int = 50  # seed labeling: top cells per signature (paper: 50)
+    n_hier_seeds: int = 5  # hierarchy: random labelled cells per fine label (paper: 5)
+    de_subsample: float = 0.8  # fraction of cells per DE repeat (error bars over subsamples)
+    scaling_cells: tuple = (1000, 2000, 4000)
+    scaling_batches: tuple = (2, 4)
+    scaling_genes: int = 500
+    scenario_seeds: dict = field(default_factory=dict)  # scenario -> seeds overriding ``seeds``
+    scenario_sources: dict = field(default_factory=dict)  # scenario -> sources it runs on (default: all)
+
+    def params_for(self, method: str) -> dict:
+        return dict(self.method_params.get(method, {}))
+
+    def seeds_for(self, scenario: str) -> tuple:
+        return tuple(self.scenario_seeds.get(scenario, self.seeds))
+
+    def sources_for(self, scenario: str, default) -> tuple:
+        return tuple(self.scenario_sources.get(scenario, default))
+
+    def replace(self, **kw) -> "Profile":
+        return dataclasses.replace(self, **kw)
+
+
+_NEURAL = ("scvi", "scanvi")
+
+QUICK = Profile(
+    name="quick",
+    method_params={"scvi": {"n_epochs": 30}, "scanvi": {"n_epochs": 30}},
+)
+
+PAPER = Profile(
+    name="paper",
+    seeds=(0, 1, 2),
+    k_values=(10, 20, 50, 100, 200, 300, 400, 500),
+    n_genes=2000,
+    max_cells=None,
+    method_params={"scvi": {"n_epochs": 400}, "scanvi": {"n_epochs": 400}},
+    time_limit=6 * 3600.0,
+    memory_limit_gb=20.0,
+    heldout_max_types=None,
+    sim_cells=5000,
+    sim_genes=1000,
+    scaling_cells=(1000, 3000, 10000, 30000, 100000),
+    scaling_batches=(2, 4, 8, 16, 26),
+    scaling_genes=1000,
+)
+
+PROFILES = {"quick": QUICK, "paper": PAPER}
+
+
+def get_profile(profile) -> Profile:
+    if isinstance(profile, Profile):
+        return profile
+    try:
+        return PROFILES[profile]
+    except KeyError:
+        from methods.registry import unknown_name_message
+
+        raise ValueError(unknown_name_message("profile", str(profile), PROFILES)) from None
