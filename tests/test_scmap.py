@@ -205,3 +205,75 @@ def test_bad_input_is_named():
         scmap.select_features(np.ones((3, 2)), np.ones((3, 2)), ["a", "a"])
     with pytest.raises(ValueError, match="library size 0"):
         scmap.log2_cpm(np.zeros((2, 3)))
+
+
+# ----------------------------------------------------------------------------------------
+# adapters ("scmap_cluster", "scmap_cell")
+# ----------------------------------------------------------------------------------------
+def _labelled_adata(seed=0, n_cells=300, n_genes=80, hidden=0.4):
+    """3 types with 10 marker genes each (high in their type, near zero elsewhere: the excess
+    dropouts scmap selects), other genes evenly expressed; a fraction of labels hidden."""
+    import anndata as ad
+
+    rng = np.random.default_rng(seed)
+    types = np.array(["A", "B", "C"])[rng.integers(0, 3, n_cells)]
+    mu = np.full((n_cells, n_genes), 5.0)
+    mu[:, :30] = 0.2
+    for i, t in enumerate("ABC"):
+        mu[types == t, i * 10:(i + 1) * 10] = 40.0
+    x = sp.csr_matrix(rng.poisson(mu).astype(np.float32))
+    visible = pd.Series(types, dtype=object)
+    visible[rng.random(n_cells) < hidden] = np.nan
+    obs = pd.DataFrame({"batch": "b0", "cell_type": visible.to_numpy(), "truth": types},
+                       index=[f"c{i}" for i in range(n_cells)])
+    return ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=[f"g{j}" for j in range(n_genes)]))
+
+
+@pytest.mark.parametrize("name", ["scmap_cluster", "scmap_cell"])
+def test_scmap_adapters_label_the_query(name):
+    from methods import registry
+    from methods.base import TaskSpec
+
+    adata = _labelled_adata()
+    spec = registry.get(name)
+    assert spec.uses_labels and spec.can("classify")
+    out = spec.fn(adata, TaskSpec(outputs=("classify",), params={**spec.defaults, "n_features": 30, "backend": "python"}))
+    labels = out["labels"]
+    visible = adata.obs["cell_type"]
+    ref = visible.notna().to_numpy()
+    assert labels.shape == (adata.n_obs,)
+    np.testing.assert_array_equal(labels[ref], visible[ref].to_numpy())  # labelled cells keep theirs
+    truth = adata.obs["truth"].to_numpy()
+    q = ~ref
+    assigned = q & ~pd.isna(pd.Series(labels)).to_numpy()
+    assert assigned.sum() > 0.9 * q.sum()
+    assert np.mean(labels[assigned] == truth[assigned]) > 0.95
+    sim = out["extras"]["similarity"]
+    assert np.all(np.isnan(sim[ref])) and np.all(np.isfinite(sim[assigned]))
+    assert out["extras"]["backend"] == "python" and out["extras"]["n_unassigned"] == int(q.sum() - assigned.sum())
+    if name == "scmap_cell":
+        nbrs = out["extras"]["neighbors"]
+        assert nbrs.shape == (q.sum(), 10) and np.all(ref[nbrs])  # neighbours are reference cells
+
+
+def test_scmap_adapter_unassigned_is_nan():
+    from methods import registry
+    from methods.base import TaskSpec
+
+    adata = _labelled_adata(seed=2)
+    out = registry.get("scmap_cluster").fn(adata, TaskSpec(params={"n_features": 30, "threshold": 1.01,
+                                                                    "backend": "python"}))
+    q = adata.obs["cell_type"].isna().to_numpy()
+    assert all(v is np.nan or (isinstance(v, float) and np.isnan(v)) for v in out["labels"][q])
+    assert out["extras"]["n_unassigned"] == q.sum()
+
+
+def test_scmap_adapter_needs_labelled_and_unlabelled_cells():
+    from methods import registry
+    from methods.base import MethodInputError, TaskSpec
+
+    adata = _labelled_adata(hidden=0.0)
+    with pytest.raises(MethodInputError, match="unlabelled"):
+        registry.get("scmap_cluster").fn(adata, TaskSpec(params={"backend": "python"}))
+    with pytest.raises(MethodInputError, match="label_key"):
+        registry.get("scmap_cell").fn(adata, TaskSpec(label_key="nope", params={"backend": "python"}))
