@@ -241,3 +241,20 @@ def test_mnn_adapter_bad_params_are_named():
     one = adata[adata.obs["batch"] == "b0"].copy()
     with pytest.raises(MethodInputError, match="at least 2 batches"):
         registry.get("fastmnn").fn(one, TaskSpec(params={"backend": "python"}))
+
+
+def test_r_backend_matches_python_backend():
+    """When R batchelor is installed, both backends of the adapters give the same numbers."""
+    pytest.importorskip("rpy2")
+    from methods import registry
+    from methods.base import TaskSpec
+
+    if "batchelor" not in (registry.installed_r_packages() or ()):
+        pytest.skip("R package batchelor is not installed (the Python port is used)")
+    adata = _batchy_adata(n_cells=120)
+    task = lambda b: TaskSpec(outputs=("correct",), params={"backend": b})  # noqa: E731
+    r, py = registry.get("mnn").fn(adata, task("r")), registry.get("mnn").fn(adata, task("python"))
+    assert r["extras"]["backend"] == "r"
+    np.testing.assert_allclose(r["corrected"], py["corrected"], atol=1e-6)
+    r, py = registry.get("fastmnn").fn(adata, task("r")), registry.get("fastmnn").fn(adata, task("python"))
+    np.testing.assert_allclose(_align_signs(py["embedding"], r["embedding"]), r["embedding"], atol=1e-6)

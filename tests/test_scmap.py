@@ -277,3 +277,19 @@ def test_scmap_adapter_needs_labelled_and_unlabelled_cells():
         registry.get("scmap_cluster").fn(adata, TaskSpec(params={"backend": "python"}))
     with pytest.raises(MethodInputError, match="label_key"):
         registry.get("scmap_cell").fn(adata, TaskSpec(label_key="nope", params={"backend": "python"}))
+
+
+def test_r_backend_matches_python_backend():
+    """When R scmap is installed, scmap_cluster gives the same labels with both backends."""
+    pytest.importorskip("rpy2")
+    from methods import registry
+    from methods.base import TaskSpec
+
+    if "scmap" not in (registry.installed_r_packages() or ()):
+        pytest.skip("R package scmap is not installed (the Python port is used)")
+    adata = _labelled_adata(seed=3)
+    task = lambda b: TaskSpec(params={"n_features": 30, "backend": b})  # noqa: E731
+    r, py = (registry.get("scmap_cluster").fn(adata, task(b)) for b in ("r", "python"))
+    assert r["extras"]["backend"] == "r"
+    np.testing.assert_array_equal(pd.isna(pd.Series(r["labels"])), pd.isna(pd.Series(py["labels"])))
+    np.testing.assert_allclose(r["extras"]["similarity"], py["extras"]["similarity"], atol=1e-9)
