@@ -20,13 +20,11 @@ def counts_csr(adata) -> sp.csr_matrix:
 
 
 def log_normalize(X, target_sum: float = 1e4) -> sp.csr_matrix:
-    """log1p(counts / library size * target_sum), sparse in, sparse out (Seurat's LogNormalize)."""
-    X = sp.csr_matrix(X, dtype=np.float64, copy=True)
-    lib = np.asarray(X.sum(axis=1)).ravel()
-    lib[lib == 0] = 1.0
-    X = sp.diags(target_sum / lib) @ X
-    X.data = np.log1p(X.data)
-    return X.tocsr()
+    """log1p(counts / library size * target_sum) as float64 CSR (``datasets.preprocessing``'s
+    LogNormalize, widened so tests and R see the same numbers)."""
+    from datasets.preprocessing import log_normalize as _log_normalize
+
+    return sp.csr_matrix(_log_normalize(sp.csr_matrix(X), target_sum), dtype=np.float64)
 
 
 def pca(X, n_components: int, seed: int = 0) -> np.ndarray:

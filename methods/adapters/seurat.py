@@ -52,7 +52,8 @@ function(counts, batch, seed, n_latent, nfeatures, dims, k_anchor, k_filter, k_s
   md <- data.frame(batch = batch, row.names = cells)
   n_min <- min(table(batch))
   nfeatures <- .hb_cap(nfeatures, length(genes))
-  dims <- .hb_cap(dims, min(n_min - 1, nfeatures - 1))
+  # the per-batch PCA that weights anchors needs dims < cells - 1
+  dims <- .hb_cap(dims, min(n_min - 2, nfeatures - 1))
   k_anchor <- .hb_cap(k_anchor, n_min - 1)
   k_filter <- .hb_cap(k_filter, n_min - 1)
   k_score <- .hb_cap(k_score, n_min - 1)
@@ -126,7 +127,8 @@ function(counts, labels, is_ref, seed, nfeatures, dims, k_anchor, k_filter, k_sc
   n_ref <- sum(is_ref); n_query <- sum(!is_ref)
   n_min <- min(n_ref, n_query)
   nfeatures <- .hb_cap(nfeatures, length(genes))
-  dims <- .hb_cap(dims, min(n_min - 1, nfeatures - 1))
+  # the per-batch PCA that weights anchors needs dims < cells - 1
+  dims <- .hb_cap(dims, min(n_min - 2, nfeatures - 1))
   prep <- function(m) {
     o <- CreateSeuratObject(counts = m, min.cells = 0, min.features = 0)
     o <- NormalizeData(o, verbose = FALSE)
