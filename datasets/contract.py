@@ -123,7 +123,9 @@ def validate(
     problems += _check_X(adata)
     problems += _check_batch(adata, need_batches)
     problems += _check_labels(adata, LABEL_KEY, required=need_labels)
-    problems += _check_labels(adata, COARSE_KEY, required=need_hierarchy)
+    # the coarse column may be derived from uns["hierarchy"] below
+    problems += _check_labels(adata, COARSE_KEY,
+                              required=need_hierarchy and "hierarchy" not in adata.uns)
     problems += _check_hierarchy(adata, need_hierarchy)
     problems += _check_pseudotime(adata, need_pseudotime)
     problems += _check_protein(adata, need_protein)
@@ -343,14 +345,14 @@ def _check_pseudotime(adata: AnnData, need: bool) -> list[str]:
 
 
 def _check_protein(adata: AnnData, need: bool) -> list[str]:
-    if PROTEIN_KEY not in adata.obsm:
-        return [f"obsm['{PROTEIN_KEY}']: missing but this task needs a protein (ADT) table; "
-                "use a CITE-seq dataset"] if need else []
     try:
-        p = adata.obsm[PROTEIN_KEY]
+        p = adata.obsm[PROTEIN_KEY] if PROTEIN_KEY in list(adata.obsm.keys()) else None
     except ValueError as e:  # anndata refuses a DataFrame whose index drifted from obs_names
         return [f"obsm['{PROTEIN_KEY}']: protein table misaligned with obs ({str(e).splitlines()[0]}); "
                 "reindex it with table.loc[adata.obs_names] (datasets.attach_protein does this)"]
+    if p is None:
+        return [f"obsm['{PROTEIN_KEY}']: missing but this task needs a protein (ADT) table; "
+                "use a CITE-seq dataset"] if need else []
     if not isinstance(p, pd.DataFrame):
         return [f"obsm['{PROTEIN_KEY}']: a {type(p).__name__} without protein names; store a "
                 "pandas.DataFrame indexed like obs with protein-name columns "
