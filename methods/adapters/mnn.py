@@ -1,9 +1,9 @@
 """MNN batch correction: ``mnn`` (batchelor ``mnnCorrect``) and ``fastmnn`` (``fastMNN``).
 
 The scANVI paper benchmarks MNN (Haghverdi et al. 2018) among the harmonization methods
-(section "Benchmarked methods"). batchelor is not packaged for our R, so by default these run
-our faithful Python port (:mod:`methods.native.mnn`, which reproduces batchelor 1.14.1's outputs
-to ~1e-13); when the R package batchelor is installed, ``backend="auto"`` uses it instead.
+(Methods, "Algorithms for benchmarking": mnnCorrect, default parameters). batchelor is not
+packaged for our R, so by default these run our faithful Python port (:mod:`methods.native.mnn`,
+which reproduces batchelor 1.14.1's outputs to ~1e-13); when the R package batchelor is installed, ``backend="auto"`` uses it instead.
 ``extras["backend"]`` and ``extras["backend_version"]`` say which one ran.
 
 * ``mnn``: ``correct`` = mnnCorrect's corrected expression (cosine-normalised space, batchelor's

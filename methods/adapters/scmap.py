@@ -1,8 +1,8 @@
 """scmap label projection: ``scmap_cluster`` and ``scmap_cell`` (Kiselev et al. 2018).
 
-The scANVI paper uses scmap as an annotation baseline (section "Benchmarked methods"): the
-cells with a visible label are the reference, the unlabelled cells the query. scmap is not
-packaged for our R, so by default these run our faithful Python port
+The scANVI paper uses scmap-cluster as an annotation baseline (Methods, "Algorithms for
+benchmarking"): the cells with a visible label are the reference, the unlabelled cells the
+query. scmap is not packaged for our R, so by default these run our faithful Python port
 (:mod:`methods.native.scmap`, which reproduces scmap 1.9.3's selected genes, cluster index,
 labels, similarities and cell-index search); when the R package scmap is installed,
 ``backend="auto"`` uses it. ``extras["backend"]`` says which one ran.
@@ -183,7 +183,8 @@ def scmap_cell(adata, task):
     counts, logc, genes, ref_labels, is_ref = _reference_and_query(adata, task, "scmap_cell")
     threshold, w = float(p.get("threshold", 0.5)), int(p.get("w", 10))
     if is_ref.sum() < 3:
-        raise MethodInputError(f"scmap_cell needs >= 3 labelled cells in obs[{task.label_key!r}], got {int(is_ref.sum())}")
+        raise MethodInputError(f"scmap_cell needs >= 3 labelled cells in obs[{task.label_key!r}], "
+                               f"got {int(is_ref.sum())}")
     if w < 3:
         raise MethodInputError(f"params['w'] must be >= 3 (scmapCell2Cluster reads the first 3 neighbours), got {w}")
     backend = choose_backend(p.get("backend", "auto"))

@@ -4,7 +4,8 @@ A Python re-implementation of batchelor 1.14.1 (Bioconductor 3.16), following
 Haghverdi et al. 2018 ("Batch effects in single-cell RNA-sequencing data are corrected by
 matching mutual nearest neighbors", Nat. Biotechnol. 36:421) and A. Lun's "Further MNN
 algorithm development" (the fastMNN variant). The scANVI paper (Xu et al., Methods,
-"Benchmarked methods") uses MNN as one of the harmonization baselines.
+"Algorithms for benchmarking") runs mnnCorrect with default parameters as a harmonization
+baseline.
 
 Conventions: every matrix here has **cells in rows, genes (or PCs) in columns** (the
 transpose of batchelor's genes x cells); every index is 0-based. With the same inputs the

@@ -2,8 +2,8 @@
 
 A Python re-implementation of scmap 1.9.3 (hemberg-lab/scmap), following Kiselev, Yiu &
 Hemberg 2018 ("scmap: projection of single-cell RNA-seq data across data sets", Nat. Methods
-15:359). The scANVI paper (Xu et al., Methods, "Benchmarked methods") uses scmap as an
-annotation baseline for label transfer.
+15:359). The scANVI paper (Xu et al., Methods, "Algorithms for benchmarking") uses
+scmap-cluster with its default 500 genes as an annotation baseline.
 
 Conventions: matrices have **cells in rows, genes in columns** (scipy sparse or dense), gene
 names are given separately; indices are 0-based; "unassigned" is the string scmap uses (the
