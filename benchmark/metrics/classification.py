@@ -13,6 +13,9 @@ import pandas as pd
 from ._checks import MetricInputError, as_labels, is_missing
 
 
+_UNASSIGNED = "\0unassigned"  # never equal to a real label
+
+
 def _scored(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
     """(truth, prediction) as strings for the cells with a known true label."""
     t = as_labels(y_true, name="y_true", allow_missing=True)
@@ -22,9 +25,9 @@ def _scored(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
         raise MetricInputError("`y_true` has no known label (all NaN); nothing to score")
     p_keep = p[keep]
     unassigned = is_missing(p_keep)
-    p_str = p_keep.astype(str)
-    p_str[unassigned] = "\0unassigned"  # never equal to a real label
-    return t[keep].astype(str), p_str
+    p_str = p_keep.astype(str).astype(object)  # object: no fixed-width truncation of the marker
+    p_str[unassigned] = _UNASSIGNED
+    return t[keep].astype(str).astype(object), p_str
 
 
 def label_counts(y_true, y_pred) -> dict:
@@ -59,7 +62,7 @@ def weighted_accuracy(y_true, y_pred) -> float:
 def confusion(y_true, y_pred, *, normalize: bool = False) -> pd.DataFrame:
     """Confusion matrix (rows = true label, columns = predicted label); rows sum to 1 if normalised."""
     t, p = _scored(y_true, y_pred)
-    p = np.where(p == "\0unassigned", "unassigned", p)
+    p = np.where(p == _UNASSIGNED, "unassigned", p)
     table = pd.crosstab(pd.Series(t, name="true"), pd.Series(p, name="predicted"))
     if normalize:
         table = table.div(table.sum(axis=1), axis=0)
