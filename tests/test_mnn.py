@@ -55,6 +55,15 @@ def test_mnn_correct_pairs_match_batchelor(cellbench):
     np.testing.assert_array_equal(right + 1, pairs["right"].to_numpy())
 
 
+def test_blocked_computation_gives_the_same_result(cellbench, monkeypatch):
+    """Large inputs are processed in blocks; tiny blocks must not change a single number."""
+    whole = mnn.mnn_correct([cellbench["b1"], cellbench["b2"]], k=20, sigma=0.1)
+    monkeypatch.setattr(mnn, "_BLOCK_ENTRIES", 3000)  # blocks of a few cells
+    blocked = mnn.mnn_correct([cellbench["b1"], cellbench["b2"]], k=20, sigma=0.1)
+    np.testing.assert_allclose(blocked.corrected, whole.corrected, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(blocked.pairs[0][1], whole.pairs[0][1])
+
+
 def test_multi_batch_pca_matches_batchelor(cellbench):
     pca = mnn.multi_batch_pca([mnn.cosine_normalize(cellbench["b1"])[0],
                                mnn.cosine_normalize(cellbench["b2"])[0]], d=50)

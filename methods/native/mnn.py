@@ -51,8 +51,13 @@ __all__ = [
     "FastMNNResult",
 ]
 
-#: cells per block when computing cross-batch distance matrices (bounds peak memory)
-_BLOCK = 2048
+#: matrix entries per block of a cross-batch distance computation (x 8 bytes: ~160 MB)
+_BLOCK_ENTRIES = 20_000_000
+
+
+def _block_rows(n_other: int) -> int:
+    """Rows per block so that a (rows x n_other) float64 block stays within the budget."""
+    return max(1, _BLOCK_ENTRIES // max(1, n_other))
 
 
 # --------------------------------------------------------------------------------------
@@ -85,8 +90,9 @@ def knn_query(ref: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, n
         raise ValueError(f"k must be in 1..{ref.shape[0]} (number of reference cells), got {k}")
     idx = np.empty((query.shape[0], k), dtype=np.int64)
     dist = np.empty((query.shape[0], k), dtype=np.float64)
-    for start in range(0, query.shape[0], _BLOCK):
-        d2 = cdist(query[start:start + _BLOCK], ref, "sqeuclidean")
+    block = _block_rows(ref.shape[0])
+    for start in range(0, query.shape[0], block):
+        d2 = cdist(query[start:start + block], ref, "sqeuclidean")
         if k < ref.shape[0]:
             part = np.argpartition(d2, k - 1, axis=1)[:, :k]
         else:
@@ -94,8 +100,8 @@ def knn_query(ref: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, n
         pd = np.take_along_axis(d2, part, axis=1)
         # sort by (distance, index): lexsort's last key is the primary one
         order = np.lexsort((part, pd), axis=1)
-        idx[start:start + _BLOCK] = np.take_along_axis(part, order, axis=1)
-        dist[start:start + _BLOCK] = np.sqrt(np.take_along_axis(pd, order, axis=1))
+        idx[start:start + block] = np.take_along_axis(part, order, axis=1)
+        dist[start:start + block] = np.sqrt(np.take_along_axis(pd, order, axis=1))
     return idx, dist
 
 
@@ -113,13 +119,13 @@ def find_mutual_nn(data1: np.ndarray, data2: np.ndarray, k1: int, k2: Optional[i
     k2 = min(int(k2), data2.shape[0])
     w21, _ = knn_query(data2, data1, k2)  # for each cell of batch 1, its neighbours in batch 2
     w12, _ = knn_query(data1, data2, k1)  # for each cell of batch 2, its neighbours in batch 1
-    n1 = data1.shape[0]
-    # is a in the neighbour list of b?  membership table of batch-2 lists, looked up per (a, b)
-    back = np.zeros((data2.shape[0], n1), dtype=bool)
-    back[np.repeat(np.arange(data2.shape[0]), k1), w12.ravel()] = True
+    n1, n2 = data1.shape[0], data2.shape[0]
+    # (a, b) is mutual when a is also in b's list: look the candidate pairs up among b's lists,
+    # encoded as integers a * n2 + b
+    back = np.sort(w12.ravel().astype(np.int64) * n2 + np.repeat(np.arange(n2), k1))
     a = np.repeat(np.arange(n1), k2)
     b = w21.ravel()
-    keep = back[b, a]
+    keep = np.isin(a.astype(np.int64) * n2 + b, back, assume_unique=False)
     return a[keep], b[keep]
 
 
@@ -152,13 +158,14 @@ def smooth_gaussian_kernel(vect: np.ndarray, index: np.ndarray, data: np.ndarray
     n_cells = data.shape[0]
     numerator = np.zeros((n_cells, vect.shape[1]))
     total = np.zeros(n_cells)
-    for start in range(0, mnn_cells.size, _BLOCK):
-        block = mnn_cells[start:start + _BLOCK]
+    step = _block_rows(n_cells)
+    for start in range(0, mnn_cells.size, step):
+        block = mnn_cells[start:start + step]
         logw = -cdist(data[block], data, "sqeuclidean") / sigma  # (block, n_cells)
         density = _logsumexp_sequential(logw[:, mnn_cells], axis=1)
         w = np.exp(logw - density[:, None])
         total += w.sum(axis=0)
-        numerator += w.T @ averages[start:start + _BLOCK]
+        numerator += w.T @ averages[start:start + step]
     return numerator / total[:, None]
 
 
@@ -184,8 +191,9 @@ def adjust_shift_variance(data1: np.ndarray, data2: np.ndarray, correction: np.n
     sq2 = np.einsum("ij,ij->i", data2, data2)
     n2 = data2.shape[0]
     scaling = np.empty(n2)
-    for start in range(0, n2, _BLOCK):
-        rows = np.arange(start, min(start + _BLOCK, n2))
+    step = _block_rows(4 * (data1.shape[0] + n2))  # ~8 work arrays of (n, block)
+    for start in range(0, n2, step):
+        rows = np.arange(start, min(start + step, n2))
         g = grad[rows]
         cur = data2[rows]
         cur_proj = np.einsum("ij,ij->i", g, cur)
