@@ -221,6 +221,7 @@ def _versions(spec, modules=None) -> dict:
 
 def _call(spec, adata, task):
     """Call the method in this process; returns outputs dict or a non-ok MethodResult."""
+    _own_peak_mb.kids_before = _kids_maxrss()
     t0 = time.perf_counter()
     try:
         outputs = spec.fn(adata, task)
@@ -239,12 +240,21 @@ def _call(spec, adata, task):
     return res
 
 
-def _own_peak_mb() -> float:
+def _kids_maxrss() -> int:
     import resource
 
-    # ru_maxrss is in KiB on Linux; RUSAGE_CHILDREN covers helper processes the method started
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+
+
+def _own_peak_mb() -> float:
+    """Peak resident memory (MB) of this process, or of a helper process the method started
+    when that was larger (ru_maxrss, KiB on Linux; an embedded R is part of this process)."""
+    import resource
+
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    kids = _kids_maxrss()
+    # RUSAGE_CHILDREN is a maximum since start: count it only if it grew during the call
+    kids = kids if kids > getattr(_own_peak_mb, "kids_before", 0) else 0
     return max(own, kids) / 1024.0
 
 

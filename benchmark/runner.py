@@ -142,6 +142,7 @@ def execute_job(job: Job, scenario, profile, isolated: bool = True) -> Outcome:
     else:
         task = dataclasses.replace(job.task, seed=job.seed, params=dict(job.params))
         res = run_method(spec, job.inputs.adata, task, isolated=isolated)
+        res.method = job.method  # the row label (a variant's name), used by derived rows
     info.update(status=res.status, wall_time_s=res.wall_time_s, peak_memory_mb=res.peak_memory_mb,
                 versions=json.dumps(res.versions, sort_keys=True), error=(res.error or "")[:500])
     if res.status != "ok":
@@ -305,7 +306,7 @@ def plan(scenarios: Sequence, profile, *, datasets=None, methods=None, seeds=Non
                         print(f"[{sc.name}] {source}: {status}: {exc}", file=sys.stderr)
                     continue
                 for inp in built:
-                    for run in sc.runs():
+                    for run in profile.methods_for(sc.name, sc.runs()):
                         if inp.methods is not None and run.label not in inp.methods:
                             continue
                         if wanted_methods and run.label not in wanted_methods and run.method not in wanted_methods:

@@ -188,7 +188,7 @@ def concat(adatas: dict, label_keys=("cell_type",)):
     parts = []
     for name, a in adatas.items():
         a = a[:, genes].copy()
-        keep = {k: a.obs[k].astype(object) for k in label_keys if k in a.obs}
+        keep = {k: a.obs[k].astype(object).to_numpy() for k in label_keys if k in a.obs}
         a.obs = pd.DataFrame(keep, index=[f"{name}:{i}" for i in a.obs_names])
         a.obs["batch"] = name
         a.obsm = {}

@@ -36,7 +36,10 @@ class Profile:
     scaling_batches: tuple = (2, 4)
     scaling_genes: int = 500
     scenario_seeds: dict = field(default_factory=dict)  # scenario -> seeds overriding ``seeds``
+    scib_metrics: tuple = ("isolated_labels", "nmi_ari_cluster_labels_kmeans", "silhouette_label", "clisi_knn",
+                           "bras", "ilisi_knn", "graph_connectivity", "pcr_comparison")
     scenario_sources: dict = field(default_factory=dict)  # scenario -> sources it runs on (default: all)
+    scenario_methods: dict = field(default_factory=dict)  # scenario -> method labels it runs (default: all)
 
     def params_for(self, method: str) -> dict:
         return dict(self.method_params.get(method, {}))
@@ -47,15 +50,40 @@ class Profile:
     def sources_for(self, scenario: str, default) -> tuple:
         return tuple(self.scenario_sources.get(scenario, default))
 
+    def methods_for(self, scenario: str, default) -> tuple:
+        wanted = self.scenario_methods.get(scenario)
+        return tuple(default) if wanted is None else tuple(m for m in default if m.label in wanted)
+
     def replace(self, **kw) -> "Profile":
         return dataclasses.replace(self, **kw)
 
 
 _NEURAL = ("scvi", "scanvi")
 
+_CORE = ("scvi", "scanvi", "seurat", "pca", "harmony")
+
 QUICK = Profile(
     name="quick",
-    method_params={"scvi": {"n_epochs": 30}, "scanvi": {"n_epochs": 30}},
+    max_cells=2000,
+    sim_cells=1000,
+    heldout_max_types=2,
+    method_params={m: {"n_epochs": 20} for m in ("scvi", "scanvi", "scanvi_hierarchical")},
+    scenario_sources={
+        "heldout": ("cellbench_mixology",),
+        "annotation": ("cellbench_mixology", "pbmc_facs+pbmc3k"),
+        "trajectory": ("simulated", "paul15_tradeseq"),
+        "de_bulk": ("simulated", "pbmc_facs", "pbmc_facs+pbmc3k"),
+    },
+    scenario_methods={
+        "heldout": _CORE,
+        "annotation": _CORE + ("fastmnn", "scanorama", "scmap_cluster", "scmap_cell", "seurat_transfer",
+                               "majority_vote"),
+        "trajectory": _CORE,
+        "protein": _CORE,
+        "scaling": ("scvi", "pca", "harmony", "fastmnn", "combat", "scanorama"),
+    },
+    scaling_cells=(1000, 2000, 4000),
+    scaling_batches=(2, 4),
 )
 
 PAPER = Profile(
@@ -73,6 +101,8 @@ PAPER = Profile(
     scaling_cells=(1000, 3000, 10000, 30000, 100000),
     scaling_batches=(2, 4, 8, 16, 26),
     scaling_genes=1000,
+    scib_metrics=("isolated_labels", "nmi_ari_cluster_labels_kmeans", "silhouette_label", "clisi_knn", "bras",
+                  "ilisi_knn", "kbet_per_label", "graph_connectivity", "pcr_comparison"),
 )
 
 PROFILES = {"quick": QUICK, "paper": PAPER}
