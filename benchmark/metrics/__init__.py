@@ -14,7 +14,7 @@ from .clustering import kmeans_clustering_scores
 from .conservation import cell_cycle_conservation, gene_set_score, hvg_overlap, trajectory_conservation
 from .de import auroc, kendall_tau
 from .graph_connectivity import graph_connectivity
-from .isolated_labels import isolated_label_f1, isolated_labels
+from .isolated_labels import isolated_label_f1, isolated_label_names, isolated_labels
 from .kbet import kbet, kbet_per_label
 from .lisi import clisi_knn, ilisi_knn, lisi_per_cell
 from .mixing import batch_entropy_mixing, batch_entropy_mixing_curve, batch_entropy_per_cell
