@@ -105,7 +105,8 @@ def read_loom(path: Path, gene_attr: str = "Gene", block: int = 4096) -> AnnData
             if a.ndim == 1 and a.shape[0] == n_cells:
                 obs[k] = [_text(x) for x in a] if a.dtype.kind in "SOU" else a
         genes = [_text(x) for x in f["row_attrs"][gene_attr][()]]
-    adata = AnnData(sp.vstack(parts, format="csr"), obs=pd.DataFrame(obs))
+    obs = pd.DataFrame(obs, index=pd.Index([str(i) for i in range(n_cells)]))
+    adata = AnnData(sp.vstack(parts, format="csr"), obs=obs)
     adata.obs_names = [str(i) for i in range(n_cells)] if "CellID" not in obs else [
         str(x) for x in obs["CellID"]]
     adata.var_names = genes
@@ -126,24 +127,32 @@ def read_dense_table(path_or_buffer, *, sep: str = ",", genes_in_rows: bool = Tr
     return adata
 
 
+#: metadata row names of the Linnarsson-lab tables (numeric ones, e.g. age, look like genes)
+LINNARSSON_META_ROWS = {"cellid", "cell_id", "cluster_name", "age(days)", "age", "sex", "strain",
+                        "group #", "tissue", "well", "chip", "level1class", "level2class"}
+
+
 def read_table_with_header_rows(path_or_buffer, sep: str = "\t") -> AnnData:
     """Linnarsson-lab tables: genes in rows after a few metadata rows (cellid, cluster_name, ...).
 
-    The metadata rows are the leading rows whose values are not all numeric; they become
-    ``obs`` columns named by their first field.
+    The metadata rows are the leading rows that are not all numeric or whose name is a
+    known metadata key (:data:`LINNARSSON_META_ROWS`, e.g. the numeric ``age(days)``); they
+    become ``obs`` columns named by their first field.
     """
     raw = pd.read_csv(path_or_buffer, sep=sep, header=None, index_col=0, dtype=str)
     numeric = raw.apply(lambda r: pd.to_numeric(r, errors="coerce").notna().all(), axis=1)
-    first = int(np.argmax(numeric.to_numpy()))
-    if not numeric.iloc[first]:
+    is_meta = ~numeric.to_numpy() | raw.index.astype(str).str.lower().isin(LINNARSSON_META_ROWS)
+    if is_meta.all():
         raise ValueError("no numeric count rows found in the table")
+    first = int(np.argmin(is_meta))
     meta = raw.iloc[:first].T
     meta.columns = [str(c) for c in raw.index[:first]]
+    meta.index = pd.Index([str(i) for i in range(meta.shape[0])])
     counts = raw.iloc[first:].apply(pd.to_numeric).to_numpy(dtype=np.float32).T
-    adata = AnnData(sp.csr_matrix(counts), obs=meta.reset_index(drop=True))
+    adata = AnnData(sp.csr_matrix(counts), obs=meta)
     id_col = next((c for c in meta.columns if c.lower() in ("cellid", "cell_id")), None)
     adata.obs_names = (meta[id_col] if id_col else pd.Series(range(counts.shape[0]))).astype(str).to_numpy()
-    adata.var_names = raw.index[first:].astype(str)
+    adata.var_names = raw.index[first:].astype(str).rename(None)
     adata.var_names_make_unique()
     return adata
 

@@ -56,7 +56,7 @@ def simulate(
     trajectory: bool = True,
     branch_point: float = 0.4,
     n_proteins: int = 10,
-    n_markers: int = 10,
+    n_markers: Optional[int] = None,
     frac_de: float = 0.05,
     frac_de_coarse: float = 0.05,
     de_log2fc: tuple = (1.0, 3.0),
@@ -98,7 +98,8 @@ def simulate(
         ``(j - n_cell_types) % n_coarse_types`` otherwise; 0 disables the panel.
     n_markers
         Marker genes per fine type: up-regulated in that type only (disjoint across types,
-        drawn among the more expressed half of the genes).
+        drawn among the more expressed half of the genes). Default
+        ``min(10, n_genes // (2 * n_cell_types))``.
     frac_de, frac_de_coarse
         Fraction of the genes given a further up/down effect per fine / per coarse type.
     de_log2fc
@@ -134,6 +135,8 @@ def simulate(
     - ``var["theta"]``: the NB inverse dispersion; ``uns["simulation"]``: the arguments;
       ``uns["source"]``: provenance.
     """
+    if n_markers is None:
+        n_markers = min(10, int(n_genes) // (2 * max(int(n_cell_types), 1)))
     _check_args(n_cells, n_genes, n_batches, n_cell_types, n_markers, branch_point, de_log2fc,
                 trajectory)
     K, G, B = int(n_cell_types), int(n_genes), int(n_batches)
