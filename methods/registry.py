@@ -31,6 +31,8 @@ from .base import CAPABILITIES
 
 ENTRY_POINT_GROUP = "harmonization_bench.methods"
 LANGUAGES = ("python", "r")
+#: import name -> PyPI name, where they differ (for "pip install ..." hints)
+PIP_NAMES = {"scvi": "scvi-tools", "sklearn": "scikit-learn", "skmisc": "scikit-misc"}
 
 
 class RegistryError(ValueError):
@@ -61,7 +63,8 @@ class MethodSpec:
         """(runnable here?, reason if not: what to install)."""
         missing = [m for m in self.requires if importlib.util.find_spec(m.split(".")[0]) is None]
         if missing:
-            return False, f"Python package(s) {', '.join(missing)} not installed (pip install {' '.join(missing)})"
+            pip = " ".join(PIP_NAMES.get(m.split(".")[0], m) for m in missing)
+            return False, f"Python package(s) {', '.join(missing)} not installed (pip install {pip})"
         if self.requires_r or self.language == "r":
             if importlib.util.find_spec("rpy2") is None:
                 return False, "rpy2 not installed (pip install rpy2==3.5.17; needs R)"
@@ -78,7 +81,7 @@ class MethodSpec:
             return self.version
         for mod in self.requires:
             try:
-                return f"{mod} {importlib.metadata.version(mod)}"
+                return f"{mod} {importlib.metadata.version(PIP_NAMES.get(mod, mod))}"
             except importlib.metadata.PackageNotFoundError:
                 continue
         return ""
