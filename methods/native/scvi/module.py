@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fused import fused_available, fused_count_nll
 from .distributions import (
     SparseCounts,
     count_nll_training,
@@ -182,8 +183,13 @@ class VAE(nn.Module):
         prior_v = self.library_log_vars[batch].unsqueeze(-1)
         return kl_normal_normal(inf["ql_m"], inf["ql_v"], prior_m, prior_v)
 
+    use_fused = True  # the fused CPU kernel (fused.py); False = the autograd path
+
     def reconstruction(self, x, nz: SparseCounts, gen: dict) -> torch.Tensor:
         """Per-cell -log p(x | z, l, s) without the constant sum lgamma(x + 1)."""
+        if (self.use_fused and self.gene_likelihood in ("zinb", "nb") and gen["log_mu"].dim() == 2
+                and fused_available(x, gen["log_mu"], gen["log_theta"], gen["pi_logits"])):
+            return fused_count_nll(self.gene_likelihood, x, gen["log_mu"], gen["log_theta"], gen["pi_logits"])
         return count_nll_training(self.gene_likelihood, x, nz, gen["log_mu"], gen["log_theta"], gen["pi_logits"])
 
     def loss(self, x, nz: SparseCounts, batch, label=None, kl_weight: float = 1.0) -> dict:
