@@ -210,3 +210,91 @@ def test_paul15_converter(tmp_path):
     assert list(a.var_names) == ["Gata1", "Mpo"]
     assert list(a.obs["cell_type"]) == ["Ery", "GMP", "Lymph"]
     assert a.uns["hierarchy"]["GMP"] == "Myeloid"
+
+
+def _tar(path, members):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_pancreas_converter_reads_the_scanorama_layout(tmp_path):
+    members, labels = {}, []
+    for k, prefix in enumerate(sources.PANCREAS_PARTS):
+        table = f"gene\tcellA{k}\tcellB{k}\nINS\t{k + 1}\t0\nGCG\t0\t{k + 2}.4\n".encode()
+        name = f"data/pancreas/{prefix}.txt" + (".gz" if k == 0 else "")
+        members[name] = gzip.compress(table) if k == 0 else table
+        labels += ["beta", "alpha"]
+    members["data/cell_labels/pancreas_cluster.txt"] = "\n".join(labels).encode()
+    members["data/pancreas/pancreas_inDrop_table.txt"] = b"ignored\n"
+    path = tmp_path / "data.tar.gz"
+    _tar(path, members)
+    a = sources._pancreas({"data.tar.gz": path})
+    datasets.validate(a, need_batches=5, need_labels=True)
+    assert list(a.obs["batch"].cat.categories) == sorted(sources.PANCREAS_PARTS.values())
+    assert a.obs_names[0] == "inDrop:cellA0" and list(a.var_names) == ["INS", "GCG"]
+    assert list(a.obs["cell_type"][:2]) == ["beta", "alpha"]
+    assert a.X[1, 1] == 2 and "rounded" in a.uns["processing"]  # 2.4 -> 2
+
+
+def test_pbmc_cite_converter_attaches_adt_by_barcode(tmp_path):
+    rna = tmp_path / "GSE100866_PBMC_vs_flow_10X-RNA_umi.csv.gz"
+    adt = tmp_path / "GSE100866_PBMC_vs_flow_10X-ADT_umi.csv.gz"
+    rna.write_bytes(gzip.compress(b",AAA,CCC\nHUMAN_CD3E,3,0\nHUMAN_CD19,0,4\nMOUSE_Actb,1,1\n"))
+    adt.write_bytes(gzip.compress(b",CCC,AAA\nCD3,5,90\nCD19,70,2\n"))
+    a = sources._pbmc_cite({rna.name: rna, adt.name: adt})
+    datasets.validate(a, need_protein=True)
+    assert list(a.var_names) == ["CD3E", "CD19"]
+    assert a.obsm["protein"].loc["AAA", "CD3"] == 90 and a.obsm["protein"].loc["CCC", "CD19"] == 70
+    assert a.obs["cell_type"].isna().all()
+
+
+def test_hemato_converter_uses_potential_as_pseudotime(tmp_path):
+    counts = tmp_path / "bBM.raw_umifm_counts.csv.gz"
+    counts.write_bytes(gzip.compress(
+        b"cell_id,library_id,Gata1,Mpo,Junk\nc1,basal_bm1,5,5,5\nc2,basal_bm2,3,0,1\nc3,basal_bm2,0,4,1\n"))
+    zpath = tmp_path / "data.zip"
+    import zipfile
+    with zipfile.ZipFile(zpath, "w") as z:
+        z.writestr("HEMATO/bBM.spring_and_pba.csv", "cell_id,Potential,Pr_Er,Pr_Gr\nc2,0.9,0.8,0.1\nc3,0.2,0.1,0.7\n")
+        z.writestr("HEMATO/bBM.filtered_gene_list.paper.txt", "Gata1\nMpo\n")
+    a = sources._hemato({counts.name: counts, "data.zip": zpath})
+    datasets.validate(a, need_pseudotime=True)
+    assert list(a.var_names) == ["Gata1", "Mpo"] and a.n_obs == 2  # basal_bm1 dropped
+    np.testing.assert_array_equal(a.obs["pseudotime"], [0.9, 0.2])
+    np.testing.assert_array_equal(a.X.toarray(), [[3, 0], [0, 4]])
+
+
+def test_tabula_muris_ss2_converter_length_normalises_marrow(tmp_path):
+    X = sp.csr_matrix(np.array([[300, 100, 9], [10, 10, 10], [400, 200, 1]], dtype=np.float32))
+    mat = ad.AnnData(X, obs=pd.DataFrame(index=["m1", "l1", "m2"]),
+                     var=pd.DataFrame(index=["Cd19", "Ptprc", "NoLength"]))
+    mat.write_h5ad(tmp_path / "TM_facs_mat.h5ad")
+    pd.DataFrame({"cell": ["m1", "l1", "m2"], "tissue": ["Marrow", "Liver", "Marrow"],
+                  "cell_ontology_class": ["B cell", "hepatocyte", "T cell"]}).to_csv(
+        tmp_path / "TM_facs_metadata.csv", index=False)
+    (tmp_path / "gene_len.txt").write_text("Cd19 1000\nPtprc 3000\n")
+    paths = {n: tmp_path / n for n in ("TM_facs_mat.h5ad", "TM_facs_metadata.csv", "gene_len.txt")}
+    a = sources._tabula_muris(paths, "facs")
+    datasets.validate(a, need_labels=True)
+    # relative lengths 0.5 and 1.5; cells with <= 100 counts after normalisation dropped
+    assert list(a.obs_names) == ["m1", "m2"] and list(a.var_names) == ["Cd19", "Ptprc"]
+    np.testing.assert_array_equal(a.X.toarray(), [[600, 66], [800, 133]])
+    assert list(a.obs["cell_type"]) == ["B cell", "T cell"]
+
+
+def test_pbmc8k_converter_labels_only_unambiguous_barcodes(tmp_path):
+    import pickle
+
+    tar = tmp_path / "pbmc8k_filtered_gene_bc_matrices.tar.gz"
+    write_10x_tar(tar, [[1, 2], [3, 0], [0, 5]], ["CD3E", "MS4A1"], ["AAA-1", "CCC-1", "GGG-1"],
+                  folder="GRCh38")
+    meta = {"barcodes": pd.DataFrame(index=["AAA-1", "CCC-1", "CCC-1", "TTT-1"]),
+            "clusters": np.array([0, 1, 0, 1]), "list_clusters": np.array(["T", "B"])}
+    pkl = tmp_path / "pbmc_metadata.pickle"
+    pkl.write_bytes(pickle.dumps(meta))
+    a = sources._pbmc8k({tar.name: tar, pkl.name: pkl})
+    datasets.validate(a, need_labels=True)
+    assert list(a.obs_names) == ["AAA-1"] and list(a.obs["cell_type"]) == ["T"]
