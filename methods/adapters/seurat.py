@@ -41,6 +41,12 @@ _R_COMMON = r"""
   else Seurat::GetAssayData(obj, assay = assay, slot = what)
 }
 .hb_cap <- function(value, limit) as.integer(max(1, min(value, limit)))
+# vst variable features; when every gene would be kept anyway (the input is already a gene
+# selection) set them directly: same features, and vst's loess fits are the slowest step here
+.hb_prepare <- function(o, nfeatures) {
+  if (nfeatures >= nrow(o)) { VariableFeatures(o) <- rownames(o); return(o) }
+  FindVariableFeatures(o, selection.method = "vst", nfeatures = nfeatures, verbose = FALSE)
+}
 """
 
 _R_INTEGRATE = _R_COMMON + r"""
@@ -84,11 +90,9 @@ function(counts, batch, seed, n_latent, nfeatures, dims, k_anchor, k_filter, k_s
     op <- options(Seurat.object.assay.version = "v3"); on.exit(options(op), add = TRUE)
     obj <- CreateSeuratObject(counts = counts, meta.data = md, min.cells = 0, min.features = 0)
     objs <- SplitObject(obj, split.by = "batch")
-    objs <- lapply(objs, function(o) {
-      o <- NormalizeData(o, verbose = FALSE)
-      FindVariableFeatures(o, selection.method = "vst", nfeatures = nfeatures, verbose = FALSE)
-    })
-    features <- SelectIntegrationFeatures(objs, nfeatures = nfeatures, verbose = FALSE)
+    objs <- lapply(objs, function(o) .hb_prepare(NormalizeData(o, verbose = FALSE), nfeatures))
+    features <- if (nfeatures >= length(genes)) genes else
+      SelectIntegrationFeatures(objs, nfeatures = nfeatures, verbose = FALSE)
     anchors <- FindIntegrationAnchors(objs, anchor.features = features, reduction = "cca",
                                       dims = 1:dims, k.anchor = k_anchor, k.filter = k_filter,
                                       k.score = k_score, verbose = FALSE)
@@ -131,8 +135,7 @@ function(counts, labels, is_ref, seed, nfeatures, dims, k_anchor, k_filter, k_sc
   dims <- .hb_cap(dims, min(n_min - 2, nfeatures - 1))
   prep <- function(m) {
     o <- CreateSeuratObject(counts = m, min.cells = 0, min.features = 0)
-    o <- NormalizeData(o, verbose = FALSE)
-    FindVariableFeatures(o, selection.method = "vst", nfeatures = nfeatures, verbose = FALSE)
+    .hb_prepare(NormalizeData(o, verbose = FALSE), nfeatures)
   }
   ref <- prep(counts[, is_ref, drop = FALSE])
   query <- prep(counts[, !is_ref, drop = FALSE])
