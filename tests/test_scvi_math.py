@@ -131,15 +131,15 @@ def test_fused_cpu_kernel_matches_autograd_path(likelihood, per_cell_theta):
 
     g = torch.Generator().manual_seed(0)
     n, G = 16, 50
-    x = (torch.poisson(torch.rand(n, G, generator=g) * 3, generator=g) * (torch.rand(n, G, generator=g) < 0.4)).float()
+    x = (torch.poisson(torch.rand(n, G, generator=g, dtype=torch.float32) * 3, generator=g) * (torch.rand(n, G, generator=g, dtype=torch.float32) < 0.4)).float()
     x[0, 0], x[1, 1] = 40.0, 300.0  # past the small-count product path
     rows = torch.randint(0, 2, (n,), generator=g)
-    weights = torch.linspace(0.1, 1.0, n)  # unequal per-cell weights exercise the backward
+    weights = torch.linspace(0.1, 1.0, n, dtype=torch.float32)  # unequal per-cell weights exercise the backward
 
     def run(fn):
-        lm = (torch.randn(n, G, generator=torch.Generator().manual_seed(1)) - 1).requires_grad_()
-        lt = (1.5 * torch.randn(2, G, generator=torch.Generator().manual_seed(2))).requires_grad_()
-        pi = torch.randn(n, G, generator=torch.Generator().manual_seed(3)).requires_grad_()
+        lm = (torch.randn(n, G, generator=torch.Generator().manual_seed(1), dtype=torch.float32) - 1).requires_grad_()
+        lt = (1.5 * torch.randn(2, G, generator=torch.Generator().manual_seed(2), dtype=torch.float32)).requires_grad_()
+        pi = torch.randn(n, G, generator=torch.Generator().manual_seed(3), dtype=torch.float32).requires_grad_()
         theta = lt[rows] if per_cell_theta else lt[0]
         val = fn(lm, theta, pi if likelihood == "zinb" else None)
         (val * weights).sum().backward()
