@@ -6,8 +6,8 @@ started with :mod:`subprocess` (a clean start like multiprocessing's "spawn", bu
 inside daemonic workers such as dask's, where multiprocessing may not start children), watches it,
 and always returns a :class:`methods.base.MethodResult`:
 
-* ``ok``: the outputs, wall time, peak memory (``ru_maxrss`` of the child, which includes an
-  embedded R), versions of the tool and key packages;
+* ``ok``: the outputs, wall time, peak memory (the child's high-water RSS, which includes an
+  embedded R, or the polled RSS of its process tree when larger), versions of the tool and key packages;
 * ``skipped``: a requirement is missing (``spec.availability()`` False, or the method raised
   :class:`methods.base.MethodUnavailable`); ``error`` says what to install;
 * ``failed``: an exception (with its traceback tail), a time-out, a memory limit, or a dead process
@@ -96,8 +96,8 @@ def _run_child(spec, adata, task, tmp: Path, time_limit, memory_limit_gb) -> Met
         with open(out, "rb") as fh:
             payload = pickle.load(fh)
         res = _result_from_payload(spec, payload)
-        if not (res.peak_memory_mb > 0):
-            res.peak_memory_mb = polled_peak_mb
+        # the poll sees helper processes too (sampled); the child's own high-water mark is exact
+        res.peak_memory_mb = max(res.peak_memory_mb or 0.0, polled_peak_mb)
         return res
     if reason is None:
         reason = _death_reason(proc.returncode)
@@ -240,6 +240,17 @@ def _call(spec, adata, task):
     return res
 
 
+def _vm_hwm_kib():
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def _kids_maxrss() -> int:
     import resource
 
@@ -248,10 +259,16 @@ def _kids_maxrss() -> int:
 
 def _own_peak_mb() -> float:
     """Peak resident memory (MB) of this process, or of a helper process the method started
-    when that was larger (ru_maxrss, KiB on Linux; an embedded R is part of this process)."""
+    when that was larger (an embedded R is part of this process).
+
+    Linux keeps ``ru_maxrss`` across exec, so in a freshly started child it starts at the
+    parent's size; the high-water mark of this process image (VmHWM) does not.
+    """
     import resource
 
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    own = _vm_hwm_kib()
+    if own is None:
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = _kids_maxrss()
     # RUSAGE_CHILDREN is a maximum since start: count it only if it grew during the call
     kids = kids if kids > getattr(_own_peak_mb, "kids_before", 0) else 0

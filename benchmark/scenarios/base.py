@@ -18,9 +18,7 @@ caching, incremental rows, artifacts.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -89,20 +87,10 @@ class Scenario:
 # ----------------------------------------------------------------------------- input helpers
 
 def load_source(name: str):
-    """A registered dataset by name (``datasets.load``; until the registry offers it, the staged
-    file ``<shared data>/<name>.h5ad``, validated)."""
+    """A registered dataset by name (``datasets.load``)."""
     import datasets
 
-    if hasattr(datasets, "load"):
-        return datasets.load(name)
-    import anndata as ad
-
-    folder = Path(os.environ.get("HARMONIZATION_BENCH_SHARED_DATA")
-                  or Path(__file__).resolve().parents[3] / "shared" / "data")
-    path = folder / f"{name}.h5ad"
-    if not path.exists():
-        raise FileNotFoundError(f"dataset {name!r} not found at {path} (set HARMONIZATION_BENCH_SHARED_DATA)")
-    return datasets.validate(ad.read_h5ad(path))
+    return datasets.load(name)
 
 
 def simulate(**kw):
@@ -139,33 +127,10 @@ def select_genes(adata, n_top: Optional[int], batch_key: str = "batch"):
     """The paper's gene selection (top genes by dispersion per batch, union), from ``datasets``."""
     if not n_top or adata.n_vars <= n_top:
         return adata
-    try:
-        from datasets.preprocessing import select_genes_by_dispersion
-    except ImportError:
-        select_genes_by_dispersion = _dispersion_genes
-    genes = select_genes_by_dispersion(adata, n_top=n_top, batch_key=batch_key)
-    genes = set(genes.var_names) if hasattr(genes, "var_names") else set(genes)
+    from datasets.preprocessing import select_genes_by_dispersion
+
+    genes = set(select_genes_by_dispersion(adata, n_top=n_top, batch_key=batch_key))
     return adata[:, [g for g in adata.var_names if g in genes]].copy()
-
-
-def _dispersion_genes(adata, n_top: int, batch_key: str = "batch") -> list:
-    """Top ``n_top`` genes by normalised dispersion in each batch, union (paper, Online Methods;
-    used only while ``datasets.preprocessing`` lacks it)."""
-    genes = set()
-    batches = adata.obs[batch_key].astype(str).to_numpy()
-    for b in np.unique(batches):
-        X = sp.csr_matrix(adata.X[np.flatnonzero(batches == b)], dtype=np.float64)
-        lib = np.asarray(X.sum(1)).ravel()
-        X = sp.diags(1e4 / np.maximum(lib, 1)) @ X
-        X.data = np.log1p(X.data)
-        mean = np.asarray(X.mean(0)).ravel()
-        var = np.asarray(X.multiply(X).mean(0)).ravel() - mean ** 2
-        disp = np.log(np.where(mean > 0, var / np.maximum(mean, 1e-12), 1e-12))
-        bins = pd.cut(mean, 20, labels=False)
-        z = pd.Series(disp).groupby(bins).transform(lambda d: (d - d.mean()) / (d.std() or 1.0)).fillna(0)
-        z[mean == 0] = -np.inf
-        genes.update(adata.var_names[np.argsort(-z.to_numpy())[:n_top]])
-    return sorted(genes)
 
 
 def drop_empty(adata):

@@ -15,9 +15,6 @@ define the groups (the paper transferred the labels of one by kNN first).
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
@@ -39,13 +36,10 @@ SOURCES_COMPARISONS = {"pbmc_facs": ("CD4_vs_CD8",), "pbmc3k": ("CD4_vs_CD8", "B
                        PBMC_PAIR: ("CD4_vs_CD8", "B_vs_DC")}
 
 
-def shared_data_dir() -> Path:
-    return Path(os.environ.get("HARMONIZATION_BENCH_SHARED_DATA")
-                or Path(__file__).resolve().parents[3] / "shared" / "data")
-
-
 def bulk_reference(prefix: str) -> pd.DataFrame:
     """Per gene symbol: ``padj`` and ``statistic`` (-log10 p) of the bulk comparison."""
+    from datasets import shared_data_dir
+
     path = shared_data_dir() / BULK_FILE
     if not path.exists():
         raise FileNotFoundError(f"bulk DE reference {path} not found (set HARMONIZATION_BENCH_SHARED_DATA)")
@@ -81,9 +75,7 @@ def real_inputs(source, profile, seed):
         prefix, groups = COMPARISONS[name]
         bulk = bulk_reference(prefix)
         if source == PBMC_PAIR:
-            parts = {n: load(n) for n in source.split("+")}
-            parts = {n: a for n, a in parts.items()}
-            adata = concat(parts)
+            adata = concat({n: load(n) for n in source.split("+")})
         else:
             adata = load(source)
         adata = grouped(adata, groups)

@@ -23,12 +23,14 @@ import scipy.sparse as sp
 
 from methods.base import TaskSpec
 
-from .base import (SIMULATED, Inputs, Scenario, classification_rows, embedding_of, kmeans_transfer,
+from .base import (SIMULATED, Inputs, MethodRun, Scenario, classification_rows, embedding_of, kmeans_transfer,
                    knn_transfer, masked, source_label, truth_of)
 from .inputs import load, prepare, simulate
 
 SIGNATURES = Path(__file__).with_name("signatures")
-METHODS = ("scanvi", "scvi", "pca")
+#: PCA on the genes the input carries (the paper's dispersion selection): the adapter's default
+#: seurat_v3 selection fails to fit its loess on the 4 T-cell subsets of pbmc_facs
+METHODS = ("scanvi", "scvi", MethodRun("pca", "pca", params={"genes": "all"}))
 PAPER = {("scanvi", "weighted_accuracy"): 0.84, ("scvi+knn", "weighted_accuracy"): 0.73,
          ("pca+knn", "weighted_accuracy"): 0.71, ("scvi+kmeans", "weighted_accuracy"): 0.74,
          ("pca+kmeans", "weighted_accuracy"): 0.72}
@@ -108,7 +110,7 @@ def score(inputs, result, profile):
         rows += classification_rows(y, kmeans_transfer(latent, truth["seeds"], is_seed,
                                                        inputs.meta["n_types"], seed=0),
                                     method=f"{result.method}+kmeans")
-    if result.method == METHODS[0]:  # once per input: how right are the seeds themselves
+    if result.method == "pca":  # once per input (PCA always runs): how right are the seeds themselves
         rows += classification_rows(np.where(is_seed, truth["labels"], np.nan).astype(object),
                                     truth["seeds"], method="signature_seeds")
     return rows
