@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import os
 import threading
 from typing import Iterable, Optional, Sequence
 
@@ -63,10 +62,8 @@ def _start_r():
             raise MethodUnavailable(f"R could not be started through rpy2: {exc}") from exc
         callbacks.consolewrite_print = _console_write
         callbacks.consolewrite_warnerror = _console_write
-        # keep R's own BLAS/OpenMP to the threads the runner allows
-        n = os.environ.get("OMP_NUM_THREADS")
-        if n:
-            ro.r(f"Sys.setenv(OMP_NUM_THREADS = '{int(n)}')")
+        # R's BLAS/OpenMP read OMP_NUM_THREADS from this process's environment, which the
+        # runner sets before the child starts (setting it from R now would come too late)
         _STATE.update(ready=True, ro=ro, ri=ri)
         return ro
 
