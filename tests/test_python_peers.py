@@ -134,3 +134,24 @@ def test_de_baselines_constant_gene_and_bad_groups(planted):
             run(name, a, outputs=("de",), de_key="cell_type", de_groups=("Z", "B"))
         with pytest.raises(MethodInputError, match="de_key"):
             run(name, a, outputs=("de",), de_key="nope", de_groups=("A", "B"))
+
+
+def test_pseudo_replicates_split_each_group_and_batch():
+    from methods.adapters.edger import pseudo_replicates
+
+    rng = np.random.default_rng(0)
+    groups = rng.choice(["g1", "g2"], 200)
+    batches = rng.choice(["b0", "b1"], 200)
+    batches[:5] = "b2"  # a tiny set: one replicate only
+    s = pseudo_replicates(groups, batches, n_rep=3, min_cells=10, seed=1)
+    np.testing.assert_array_equal(s, pseudo_replicates(groups, batches, n_rep=3, min_cells=10, seed=1))
+    for sample in np.unique(s):
+        members = s == sample
+        assert len(set(groups[members])) == 1 and len(set(batches[members])) == 1
+    for g in ("g1", "g2"):
+        for b in ("b0", "b1", "b2"):
+            cell_set = (groups == g) & (batches == b)
+            if cell_set.any():
+                n_parts = len(np.unique(s[cell_set]))
+                assert n_parts == max(1, min(3, cell_set.sum() // 10))
+                assert min(np.sum(s == x) for x in np.unique(s[cell_set])) >= min(10, cell_set.sum())

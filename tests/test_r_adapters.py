@@ -171,6 +171,9 @@ def test_de_logfc_sign_and_bad_groups(planted):
     X = adata.X.toarray()
     up = truth & (X[A].mean(0) > X[~A].mean(0))
     assert (out["de"].loc[adata.var_names[up], "logFC"] > 0).all()
+    auto = run("limma_voom", adata, outputs=("de",), de_key="cell_type", de_groups=("A", "B"),
+               params={"pseudobulk_min_cells": 100})
+    assert auto["extras"]["mode"] == "pseudobulk" and auto["extras"]["n_samples"] == 12  # 2 groups x 2 batches x 3
     with pytest.raises(MethodInputError, match="de_groups"):
         run("edger", adata, outputs=("de",), de_key="cell_type")
     with pytest.raises(MethodInputError, match="'Z'"):
