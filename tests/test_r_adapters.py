@@ -92,7 +92,7 @@ def test_seurat_integration_mixes_the_protocols(pair, baseline_mixing):
     assert out["extras"]["r_versions"]["Seurat"]
 
 
-def test_seurat_caps_parameters_for_small_batches(pair):
+def test_seurat_caps_parameters_for_small_batches_and_is_deterministic(pair):
     need("Seurat", "SeuratObject")
     rng = np.random.default_rng(0)
     idx = np.concatenate([rng.choice(np.flatnonzero(pair.obs["batch"] == b), 15, replace=False)
@@ -100,6 +100,8 @@ def test_seurat_caps_parameters_for_small_batches(pair):
     small = pair[np.sort(idx)].copy()
     out = run("seurat", small, outputs=("embed",), n_latent=5)
     assert out["embedding"].shape == (30, 5) and np.isfinite(out["embedding"]).all()
+    # same seed, same numbers
+    np.testing.assert_array_equal(out["embedding"], run("seurat", small, outputs=("embed",), n_latent=5)["embedding"])
     used = out["extras"]["used_params"]
     assert used["dims"] <= 13 and used["k_filter"] <= 14 and used["k_score"] <= 14
 
