@@ -41,7 +41,7 @@ def test_silhouette_samples_match_sklearn(metric):
     y = rng.choice(["a", "b", "c"], 300)
     y[0] = "single"  # a one-cell group scores 0 in both
     ours = M.silhouette_samples(X, y, metric=metric)
-    assert np.allclose(ours, silhouette_samples(X, y, metric=metric), atol=1e-10)
+    assert np.allclose(ours, silhouette_samples(X, y, metric=metric), atol=1e-5)  # float32 blocks
     assert ours[0] == 0.0
 
 

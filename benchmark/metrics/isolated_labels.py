@@ -20,12 +20,16 @@ def isolated_label_names(labels, batches, *, iso_threshold: int | None = None) -
     return np.asarray(per_label[per_label <= threshold].index)
 
 
-def isolated_labels(X, labels, batches, *, rescale: bool = True, iso_threshold: int | None = None) -> float:
-    """Isolated label ASW: mean over isolated labels of their cells' (rescaled) label silhouette."""
+def isolated_labels(X, labels, batches, *, rescale: bool = True, iso_threshold: int | None = None,
+                    samples=None) -> float:
+    """Isolated label ASW: mean over isolated labels of their cells' (rescaled) label silhouette.
+
+    ``samples``: per-cell label silhouettes already computed (shared with ``silhouette_label``).
+    """
     X = as_matrix(X, "X")
     y = as_labels(labels, X.shape[0], "labels").astype(str)
     iso = isolated_label_names(y, as_labels(batches, X.shape[0], "batches"), iso_threshold=iso_threshold)
-    s = silhouette_samples(X, y)
+    s = silhouette_samples(X, y) if samples is None else np.asarray(samples)
     if rescale:
         s = (s + 1) / 2
     return float(np.mean([s[y == lab].mean() for lab in iso]))

@@ -28,13 +28,13 @@ def silhouette_samples(X, labels, *, metric: str = "euclidean", between: str = "
     (standard silhouette), "mean_other" (mean distance to all cells of other groups) or
     "furthest" (BRAS options). Singleton groups give 0, as in scikit-learn.
     """
-    X = as_matrix(X, "X")
+    X = as_matrix(X, "X").astype(np.float32)  # float32 halves memory traffic, as scib-metrics
     code, cats = codes(as_labels(labels, X.shape[0]))
     n, C = X.shape[0], len(cats)
     if C < 2:
         raise MetricInputError("silhouette needs at least 2 groups in `labels`")
     freq = np.bincount(code, minlength=C).astype(np.float64)
-    onehot = np.zeros((n, C))
+    onehot = np.zeros((n, C), dtype=np.float32)
     onehot[np.arange(n), code] = 1.0
     B_sq = (X * X).sum(1) if metric == "euclidean" else np.linalg.norm(X, axis=1)
     intra = np.empty(n)
@@ -42,7 +42,7 @@ def silhouette_samples(X, labels, *, metric: str = "euclidean", between: str = "
     for start in range(0, n, _CHUNK):
         stop = min(start + _CHUNK, n)
         D = _distances(X[start:stop], X, B_sq, metric)
-        sums = D @ onehot  # (chunk, C) summed distance to each group
+        sums = (D @ onehot).astype(np.float64)  # (chunk, C) summed distance to each group
         own = code[start:stop]
         rows = np.arange(stop - start)
         intra[start:stop] = sums[rows, own]
@@ -64,9 +64,13 @@ def silhouette_samples(X, labels, *, metric: str = "euclidean", between: str = "
     return np.nan_to_num(s)  # singletons (0/0) and identical points score 0
 
 
-def silhouette_label(X, labels, *, rescale: bool = True, metric: str = "euclidean") -> float:
-    """Label ASW: mean silhouette of cell-type labels, rescaled to [0, 1] (higher = better)."""
-    asw = float(np.mean(silhouette_samples(X, labels, metric=metric)))
+def silhouette_label(X, labels, *, rescale: bool = True, metric: str = "euclidean", samples=None) -> float:
+    """Label ASW: mean silhouette of cell-type labels, rescaled to [0, 1] (higher = better).
+
+    ``samples``: per-cell label silhouettes already computed (reused from isolated labels).
+    """
+    s = silhouette_samples(X, labels, metric=metric) if samples is None else samples
+    asw = float(np.mean(s))
     return (asw + 1) / 2 if rescale else asw
 
 

@@ -12,7 +12,7 @@ from .lisi import clisi_knn, ilisi_knn
 from .neighbors import NeighborsResult, compute_neighbors
 from .nmi_ari import nmi_ari_cluster_labels_kmeans, nmi_ari_cluster_labels_leiden
 from .pcr import pcr_comparison
-from .silhouette import bras, silhouette_batch, silhouette_label
+from .silhouette import bras, silhouette_batch, silhouette_label, silhouette_samples
 
 #: scib-metrics' Benchmarker graph sizes, counted with the cell itself: 15, 50 and 90 columns
 GRAPH_COLUMNS = {"small": 15, "kbet": 50, "lisi": 90}
@@ -35,11 +35,18 @@ def scib_suite(embedding, batches, labels, X_pre, *, neighbors: NeighborsResult 
     y = as_labels(labels, X.shape[0], "labels")
     nn = neighbors if neighbors is not None else compute_neighbors(X, GRAPH_COLUMNS["lisi"] - 1, seed=seed)
     small = nn.subset(GRAPH_COLUMNS["small"] - 1)
+    shared = {}
+
+    def label_silhouettes():  # computed once for silhouette_label and isolated_labels
+        if "s" not in shared:
+            shared["s"] = silhouette_samples(X, y)
+        return shared["s"]
+
     calls = {
-        "isolated_labels": lambda: isolated_labels(X, y, b),
+        "isolated_labels": lambda: isolated_labels(X, y, b, samples=label_silhouettes()),
         "nmi_ari_cluster_labels_kmeans": lambda: nmi_ari_cluster_labels_kmeans(X, y, seed=seed),
         "nmi_ari_cluster_labels_leiden": lambda: nmi_ari_cluster_labels_leiden(small, y, seed=42 + seed),
-        "silhouette_label": lambda: silhouette_label(X, y),
+        "silhouette_label": lambda: silhouette_label(X, y, samples=label_silhouettes()),
         "clisi_knn": lambda: clisi_knn(nn.subset(GRAPH_COLUMNS["lisi"] - 1), y),
         "bras": lambda: bras(X, y, b),
         "silhouette_batch": lambda: silhouette_batch(X, y, b),
