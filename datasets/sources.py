@@ -17,7 +17,6 @@ import gzip
 import io
 import pickle
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
