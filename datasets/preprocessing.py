@@ -24,6 +24,7 @@ never modify their input.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Optional, Union
 
@@ -243,12 +244,9 @@ def hvg_seurat_v3_table(x, batch: Optional[Sequence] = None, *, n_top: int = 200
     ranks = np.argsort(np.argsort(-norm_vars, axis=1, kind="stable"), axis=1).astype(float)
     in_top = ranks < n_top
     ranks[~in_top] = np.nan
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns -> NaN median
-            median_rank = np.nanmedian(ranks, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # never-top genes: all-NaN -> NaN median
+        median_rank = np.nanmedian(ranks, axis=0)
     return pd.DataFrame({"variances_norm": norm_vars.mean(axis=0), "rank": median_rank,
                          "n_batches": in_top.sum(axis=0)}, index=index)
 
