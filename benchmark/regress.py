@@ -32,10 +32,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = REPO_ROOT / "benchmarks" / "golden" / "regress.json"
 SEEDS = (0, 1, 2)
 PROFILE = "quick"
-#: the fixed set: (scenario, datasets, methods). Small inputs, quick profile, three seeds.
+#: the fixed set: (scenario, datasets, methods). Small inputs, quick profile, three seeds. The
+#: simulator exercises scVI end to end (mixing and purity over k); the real CellBench pair
+#: exercises loading, gene selection, PCA and the kNN label transfer (accuracy, weighted and
+#: per class). scANVI is left out on purpose: its training alone would take most of the budget on
+#: a 2-core machine (its behaviour is pinned by its own tests).
 REGRESS_SET = (
-    {"scenario": "pair", "datasets": ["simulated"], "methods": ["pca", "scvi", "combat"]},
-    {"scenario": "annotation", "datasets": ["cellbench_mixology"], "methods": ["scanvi", "scvi"]},
+    {"scenario": "pair", "datasets": ["simulated"], "methods": ["pca", "scvi"]},
+    {"scenario": "annotation", "datasets": ["cellbench_mixology"], "methods": ["pca"]},
 )
 IGNORED = ("wall_time_s", "peak_memory_mb")
 SPREAD_FACTOR = 3.0  # tolerance = 3 sd over seeds (see tolerance())

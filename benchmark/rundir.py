@@ -191,39 +191,36 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def _dataset_file(spec, name: str, cache_dir: Optional[Path]) -> Optional[Path]:
-    """The local file behind a registered dataset, when the registry can say."""
-    for attr in ("local_path", "path", "file", "filename"):
-        value = getattr(spec, attr, None)
-        if callable(value):
-            try:
-                value = value(cache_dir) if cache_dir is not None else value()
-            except TypeError:
-                try:
-                    value = value()
-                except Exception:
-                    value = None
-            except Exception:
-                value = None
-        if value and Path(value).is_file():
-            return Path(value)
-    return None
+def _dataset_files(spec, cache_dir: Optional[Path]) -> dict:
+    """The local files behind a registered dataset: {file name: path} (empty for simulated data)."""
+    import datasets
+
+    kind = getattr(spec, "kind", "")
+    if kind == "shared" and getattr(spec, "shared_file", None):
+        path = datasets.shared_data_dir() / spec.shared_file
+        return {spec.shared_file: path} if path.is_file() else {}
+    if kind == "paper":
+        raw = datasets.resolve_cache_dir(cache_dir) / "raw" / spec.name
+        return {f.filename: raw / f.filename for f in spec.files if (raw / f.filename).is_file()}
+    return {}
 
 
 def dataset_checksums(names: Iterable[str], cache_dir: Optional[Path] = None) -> dict:
-    """sha256 of each dataset's local file (``None`` for generated data such as the simulator)."""
+    """sha256 of each dataset's local files (none for generated data such as the simulator)."""
     try:
         import datasets
-        registry = getattr(datasets, "registry", {})
+        registry = datasets.registry
     except Exception as exc:  # the manifest must not break a finished run
         return {"error": f"datasets registry unavailable: {exc}"}
     out = {}
     for name in sorted(set(names)):
-        spec = registry.get(name) if hasattr(registry, "get") else None
-        entry = {"expected_sha256": getattr(spec, "sha256", None) if spec is not None else None}
-        path = _dataset_file(spec, name, cache_dir) if spec is not None else None
-        entry["path"] = str(path) if path else None
-        entry["sha256"] = file_sha256(path) if path else None
+        spec = registry.get(name)
+        if spec is None:
+            continue
+        entry = {"kind": getattr(spec, "kind", None), "files": {}}
+        for fname, path in _dataset_files(spec, cache_dir).items():
+            published = next((f.sha256 for f in getattr(spec, "files", ()) if f.filename == fname), None)
+            entry["files"][fname] = {"path": str(path), "sha256": file_sha256(path), "published_sha256": published}
         out[name] = entry
     return out
 

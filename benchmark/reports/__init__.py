@@ -60,9 +60,12 @@ def _scenario_text(name: str) -> str:
         from ..scenarios import SCENARIOS
 
         obj = SCENARIOS.get(name)
-        doc = getattr(obj, "description", None) or getattr(obj, "__doc__", None) or ""
-        if doc and not doc.startswith(("dict(", "str(", "Built-in")):
-            parts.append(" ".join(doc.strip().split("\n\n")[0].split()))
+        doc = getattr(obj, "description", None) or ""
+        if doc:
+            parts.append(" ".join(doc.strip().split()).rstrip(".") + ".")
+        notes = getattr(obj, "paper_notes", "")
+        if notes:
+            parts.append(f"What the paper reports: {' '.join(notes.split())}")
     except Exception:
         pass
     if name in PAPER_FIGURE:
@@ -131,8 +134,9 @@ def build_report(run_dir: Path, *, umap: bool = True, title: Optional[str] = Non
 
     sections = [
         Section("Summary: methods ranked", "summary",
-                "scIB-style aggregate: per task (scenario x dataset) each metric is min-max scaled across "
-                "methods (1 = best; controls anchor the scale), averaged within batch-removal and "
+                "scIB-style aggregate: per task (scenario x dataset) each metric is scaled to [0, 1] "
+                "(1 = best) between the worst and best control method when two or more controls ran "
+                "(Open Problems v2; clipped), else min-max across methods; then averaged within batch-removal and "
                 "biology-conservation metrics and combined as 0.4 x batch + 0.6 x bio; 'aggregate' is the "
                 "mean over tasks. 'rank: <metric>' = rank of the method's mean scaled score on that metric "
                 "(1 = best). Time and memory are not scored; see each scenario.",
@@ -157,6 +161,7 @@ def build_report(run_dir: Path, *, umap: bool = True, title: Optional[str] = Non
         sec.figures += _safe_figures(F.curves, results, scenario, fig_dir, x="k", name="over_k")
         sec.figures += _safe_figures(F.curves, results, scenario, fig_dir, x="bin", name="over_bins")
         sec.figures += _safe_figures(F.per_type_bars, results, scenario, fig_dir)
+        sec.figures += _safe_figures(F.group_heatmaps, results, scenario, fig_dir)
         if scenario == "scaling":
             sec.figures += _safe_figures(F.scaling_plot, results, fig_dir)
         sec.figures += _safe_figures(F.de_roc, run_dir, fig_dir, scenario=scenario)

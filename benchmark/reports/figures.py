@@ -72,6 +72,8 @@ def curves(df: pd.DataFrame, scenario: str, out_dir: Path, *, x: str = "k",
 
     ok = ok_rows(df[df["scenario"] == scenario])
     ok = ok[ok[x].notna() & ok["cell_type"].isna()]
+    if x == "k":  # per-bin rows also carry the k they used; they belong to the bin curves
+        ok = ok[ok["bin"].isna()]
     if metrics is not None:
         ok = ok[ok["metric"].isin(metrics)]
     if ok.empty:
@@ -112,7 +114,7 @@ def per_type_bars(df: pd.DataFrame, scenario: str, out_dir: Path) -> list[Figure
     import seaborn as sns
 
     ok = ok_rows(df[df["scenario"] == scenario])
-    ok = ok[ok["cell_type"].notna()]
+    ok = ok[ok["cell_type"].notna() & ~ok["metric"].str.contains(":", regex=False)]
     if ok.empty:
         return []
     # a curve over k per type is summarised by its mean over k for the bars
@@ -182,6 +184,42 @@ def metric_bars(df: pd.DataFrame, scenario: str, out_dir: Path, paper: Optional[
     path = _save(fig, out_dir, f"{scenario}_metrics")
     cap = "Mean over seeds, error bar = sd." + (" Red diamonds: the paper's published value." if marked else "")
     return [Figure(path, f"{scenario}: metrics per method", cap)]
+
+
+def group_heatmaps(df: pd.DataFrame, scenario: str, out_dir: Path) -> list[Figure]:
+    """Heatmaps for grouped metrics ``<group>:<item>`` per cell type, e.g. ``protein_mean:CD19``:
+    cell types x items, one panel per method, each item (column) z-scored (paper, Supp. Fig. 11b)."""
+    import seaborn as sns
+
+    ok = ok_rows(df[df["scenario"] == scenario])
+    ok = ok[ok["cell_type"].notna() & ok["metric"].str.contains(":", regex=False)]
+    if ok.empty:
+        return []
+    ok = ok.assign(group=ok["metric"].str.split(":").str[0], item=ok["metric"].str.split(":", n=1).str[1])
+    figs = []
+    for group, g in ok.groupby("group"):
+        methods = sorted(g["method"].unique())
+        ncols = min(3, len(methods))
+        nrows = int(np.ceil(len(methods) / ncols))
+        n_items, n_types = g["item"].nunique(), g["cell_type"].nunique()
+        fig, axes = _new_figure(nrows, ncols, w=max(3.5, 0.35 * n_items + 2), h=max(3.0, 0.3 * n_types + 1.5))
+        for idx, method in enumerate(methods):
+            ax = axes[idx // ncols, idx % ncols]
+            mat = g[g["method"] == method].pivot_table(index="cell_type", columns="item", values="value",
+                                                       aggfunc="mean")
+            z = (mat - mat.mean()) / mat.std(ddof=0).replace(0, np.nan)
+            sns.heatmap(z, ax=ax, cmap="vlag", center=0, cbar=idx == len(methods) - 1,
+                        xticklabels=True, yticklabels=True)
+            ax.set_title(method, fontsize=9)
+            ax.set_xlabel("")
+            ax.set_ylabel("")
+            ax.tick_params(labelsize=7)
+        for idx in range(len(methods), nrows * ncols):
+            axes[idx // ncols, idx % ncols].set_axis_off()
+        path = _save(fig, out_dir, f"{scenario}_{group}_heatmap")
+        figs.append(Figure(path, f"{scenario}: {group} per predicted cell type",
+                           "Mean over seeds and datasets; each column z-scored across cell types."))
+    return figs
 
 
 # ----------------------------------------------------------------------------- scaling

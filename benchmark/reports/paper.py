@@ -19,13 +19,38 @@ from .tables import ok_rows
 PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.csv")
 
 
-def load_paper_numbers(path: Path = PAPER_NUMBERS) -> pd.DataFrame:
-    df = pd.read_csv(path, dtype={"level": "object"}, keep_default_na=False, na_values=[""])
+def load_paper_numbers(path: Path = PAPER_NUMBERS, with_scenarios: bool = True) -> pd.DataFrame:
+    """The paper's numbers: the CSV, plus any number a scenario declares (``Scenario.paper``)
+    that the CSV does not already hold."""
+    df = pd.read_csv(path, dtype={"level": "object", "our_dataset": "object"}, keep_default_na=False,
+                     na_values=[""])
     required = {"scenario", "method", "metric", "value", "source"}
     missing = required - set(df.columns)
     if missing:
         raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    if with_scenarios:
+        extra = _scenario_paper_numbers(set(zip(df["scenario"], df["method"], df["metric"])))
+        if not extra.empty:
+            df = pd.concat([df, extra], ignore_index=True)
     return df
+
+
+def _scenario_paper_numbers(known: set) -> pd.DataFrame:
+    try:
+        from ..scenarios import SCENARIOS
+    except Exception:  # a report must build from results.csv alone
+        return pd.DataFrame()
+    rows = []
+    for name, sc in SCENARIOS.items():
+        for key, value in (getattr(sc, "paper", None) or {}).items():
+            method, metric = key[0], key[1]
+            if (name, method, metric) in known:
+                continue
+            rows.append({"scenario": name, "method": method, "metric": metric, "value": float(value),
+                         "level": key[2] if len(key) > 2 else np.nan, "paper_dataset": "", "our_dataset": np.nan,
+                         "source": f"{sc.figure} (declared by benchmark/scenarios/{name}.py)",
+                         "statement": getattr(sc, "paper_notes", "")})
+    return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------- scaling support
@@ -113,11 +138,16 @@ def paper_vs_ours(df: pd.DataFrame, paper: Optional[pd.DataFrame] = None) -> pd.
             rows.append({**base, "dataset": "", "ours": np.nan, "ours_sd": np.nan, "seeds": np.nan,
                          "note": "not run"})
             continue
+        stand_in = getattr(p, "our_dataset", np.nan)
         for dataset, g in mine.groupby("dataset"):
             per_seed = g.groupby("seed")["value"].mean()
+            note = ""
+            if isinstance(stand_in, str) and stand_in:
+                note = ("stand-in for the paper's data" if stand_in in _sources(dataset)
+                        else f"other data (the stand-in is {stand_in})")
             rows.append({**base, "dataset": dataset, "ours": per_seed.mean(),
                          "ours_sd": per_seed.std() if len(per_seed) > 1 else np.nan,
-                         "seeds": len(per_seed), "note": ""})
+                         "seeds": len(per_seed), "note": note})
     out = pd.DataFrame(rows)
     if out.empty:
         return out
@@ -125,6 +155,11 @@ def paper_vs_ours(df: pd.DataFrame, paper: Optional[pd.DataFrame] = None) -> pd.
     cols = ["scenario", "method", "metric", "level", "paper", "ours", "ours_sd", "difference", "seeds",
             "dataset", "paper_dataset", "source", "note"]
     return out[cols]
+
+
+def _sources(label: str) -> list[str]:
+    base = str(label).split("[")[0]
+    return [p for p in base.replace("|", "+").split("+") if p]
 
 
 def _match_metric(rows: pd.DataFrame, metric: str, level: str) -> pd.DataFrame:

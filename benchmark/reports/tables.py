@@ -45,14 +45,28 @@ METRIC_INFO = {
     "expected_calibration_error": (False, "bio"),
     "brier_score": (False, "bio"),
     "heldout_mixing": (False, "bio"),  # a removed type should not be mixed (paper, Fig. 3g)
+    "max_posterior_mean": (True, "info"),  # confidence, not correctness
     "wall_time_s": (False, "resource"),
     "peak_memory_mb": (False, "resource"),
 }
 SCIB_WEIGHTS = {"batch": 0.4, "bio": 0.6}  # scIB's overall score (Luecken et al. 2022)
 
 
+def _metrics_registry() -> dict:
+    """``benchmark.metrics.METRICS`` (name -> (higher_is_better, family)), the authority."""
+    try:
+        from ..metrics import METRICS
+
+        return METRICS
+    except Exception:  # reports must still build if the metrics package cannot be imported
+        return {}
+
+
 def metric_direction(metric: str) -> Optional[bool]:
     """True if higher is better, False if lower is, None if unknown (kept out of rankings)."""
+    reg = _metrics_registry()
+    if metric in reg:
+        return bool(reg[metric][0])
     if metric in METRIC_INFO:
         return METRIC_INFO[metric][0]
     for suffix, higher in (("_accuracy", True), ("_auroc", True), ("_time_s", False), ("_mb", False)):
@@ -62,6 +76,10 @@ def metric_direction(metric: str) -> Optional[bool]:
 
 
 def metric_family(metric: str) -> str:
+    """batch (batch removal), bio (everything a method should keep or get right), resource, info."""
+    reg = _metrics_registry()
+    if metric in reg:
+        return "batch" if reg[metric][1] == "batch" else "bio"
     if metric in METRIC_INFO:
         return METRIC_INFO[metric][1]
     if metric.endswith(("_time_s", "_mb")):
@@ -125,23 +143,32 @@ def _fmt_mean_sd(mean: float, sd: float) -> str:
     return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
-def _minmax_scores(frame: pd.DataFrame) -> pd.DataFrame:
-    """Scale each metric to [0, 1] across methods (1 = best), flipping lower-is-better ones."""
+def _scaled_scores(frame: pd.DataFrame, controls: set) -> pd.DataFrame:
+    """Scale each metric to [0, 1] (1 = best), flipping lower-is-better ones.
+
+    With two or more control methods that differ on the metric, Open Problems v2 scaling: the
+    worst control is 0 and the best 1, clipped to [0, 1]; otherwise min-max across methods.
+    """
     out = []
     for metric, g in frame.groupby("metric"):
-        higher = metric_direction(metric)
-        lo, hi = g["value"].min(), g["value"].max()
+        signed = g["value"] if metric_direction(metric) else -g["value"]
+        ctrl = signed[g["method"].isin(controls)]
+        if len(ctrl) >= 2 and ctrl.max() > ctrl.min():
+            lo, hi, how = ctrl.min(), ctrl.max(), "controls"
+        else:
+            lo, hi, how = signed.min(), signed.max(), "min-max"
         span = hi - lo
-        score = (g["value"] - lo) / span if span > 0 else pd.Series(1.0, index=g.index)
-        out.append(g.assign(score=score if higher else 1 - score))
-    return pd.concat(out) if out else frame.assign(score=np.nan)
+        score = ((signed - lo) / span).clip(0, 1) if span > 0 else pd.Series(1.0, index=g.index)
+        out.append(g.assign(score=score, scaling=how))
+    return pd.concat(out) if out else frame.assign(score=np.nan, scaling="")
 
 
 def summary_ranking(df: pd.DataFrame, controls: Optional[set] = None) -> pd.DataFrame:
     """scIB-style ranking of methods over every scenario and dataset of a run.
 
     For each (scenario, dataset) every metric with a known direction is averaged over seeds,
-    min-max scaled across methods (1 = best; controls included so they anchor the scale),
+    scaled to [0, 1] (1 = best) against the control methods when two or more controls ran
+    (Open Problems v2), else min-max across methods,
     averaged within the batch and bio families, and combined as 0.4 x batch + 0.6 x bio
     (bio alone where a task has no batch metric). A method's aggregate is the mean over the
     (scenario, dataset) tasks it ran; per-metric ranks (1 = best) use the mean scaled score.
@@ -155,7 +182,7 @@ def summary_ranking(df: pd.DataFrame, controls: Optional[set] = None) -> pd.Data
         return pd.DataFrame()
     per_task = s.groupby(["scenario", "dataset", "method", "metric"])["value"].mean().reset_index()
     scored = pd.concat(
-        [_minmax_scores(g) for _, g in per_task.groupby(["scenario", "dataset"])], ignore_index=True
+        [_scaled_scores(g, controls) for _, g in per_task.groupby(["scenario", "dataset"])], ignore_index=True
     )
     scored["family"] = scored["metric"].map(metric_family)
     fam = scored.groupby(["scenario", "dataset", "method", "family"])["score"].mean().unstack("family")

@@ -22,10 +22,11 @@ CLASSIFIERS = ("scanvi", "scmap_cluster", "scmap_cell", "seurat_transfer", "majo
 
 
 def build(source, profile, seed):
-    adata, (a, b) = pair_source(source, profile)
+    # simulated cell types as discrete clusters (no trajectory continuum between types)
+    adata, (a, b) = pair_source(source, profile, trajectory=False)
     batch = adata.obs["batch"].astype(str).to_numpy()
     out = []
-    for ref, query in ((a, b), (b, a)):
+    for ref, query in ((a, b), (b, a))[: 2 if profile.both_directions else 1]:
         hidden = batch == query
         truth = truth_of(adata, hidden=hidden)
         # only classes the reference knows can be predicted: others are not scored

@@ -41,7 +41,8 @@ def variants(adata, a, b, max_types):
 
 
 def build(source, profile, seed):
-    adata, (a, b) = pair_source(source, profile)
+    # simulated cell types as discrete clusters (no trajectory continuum between types)
+    adata, (a, b) = pair_source(source, profile, trajectory=False)
     out = []
     for variant, c0, keep in variants(adata, a, b, profile.heldout_max_types):
         sub = adata[keep].copy()

@@ -72,10 +72,11 @@ def pbmc_pair():
     return concat(parts)
 
 
-def pair_source(source, profile):
-    """(AnnData with exactly two batches, (batch A, batch B)) for a pair source name."""
+def pair_source(source, profile, **sim_kw):
+    """(AnnData with exactly two batches, (batch A, batch B)) for a pair source name;
+    ``sim_kw`` go to the simulator."""
     if source == SIMULATED:
-        a = simulated_pair(profile)
+        a = simulated_pair(profile, **sim_kw)
     elif source == "cellbench_mixology":
         a = cellbench_pair()
     elif source == PBMC_PAIR:

@@ -29,7 +29,7 @@ def build(source, profile, seed):
     task = TaskSpec(n_latent=profile.n_latent, outputs=("embed",))
     batch = adata.obs["batch"].astype(str).to_numpy()
     out = [Inputs(label, masked(adata, np.ones(adata.n_obs, bool)), truth, task, methods=UNSUPERVISED)]
-    for side in (a, b):  # scANVI with the labels of one side, then the other (paper)
+    for side in (a, b)[: 2 if profile.both_directions else 1]:  # labels of one side, then the other (paper)
         out.append(Inputs(label, masked(adata, batch != side), truth, task, methods=("scanvi",),
                           method_suffix=f"[labels:{side}]", meta={"labels_from": side}))
     return out

@@ -26,6 +26,7 @@ class Profile:
     time_limit: Optional[float] = 900.0
     memory_limit_gb: Optional[float] = 12.0
     heldout_max_types: Optional[int] = 3  # cell types c0 tried in the held-out scenario
+    both_directions: bool = True  # label transfer A->B and B->A; scANVI with each side's labels
     sim_cells: int = 1500
     sim_genes: int = 500
     n_bins: int = 20  # pseudotime bins (paper, Fig. 4c)
@@ -66,8 +67,10 @@ QUICK = Profile(
     name="quick",
     max_cells=2000,
     sim_cells=1000,
-    heldout_max_types=2,
-    method_params={m: {"n_epochs": 20} for m in ("scvi", "scanvi", "scanvi_hierarchical")},
+    heldout_max_types=1,
+    both_directions=False,
+    method_params={"scvi": {"n_epochs": 20},
+                   **{m: {"n_epochs": 20, "classifier_epochs": 10} for m in ("scanvi", "scanvi_hierarchical")}},
     scenario_sources={
         "heldout": ("cellbench_mixology",),
         "annotation": ("cellbench_mixology", "pbmc_facs+pbmc3k"),
@@ -78,8 +81,8 @@ QUICK = Profile(
         "heldout": _CORE,
         "annotation": _CORE + ("fastmnn", "scanorama", "scmap_cluster", "scmap_cell", "seurat_transfer",
                                "majority_vote"),
-        "trajectory": _CORE,
-        "protein": _CORE,
+        "trajectory": _CORE + ("random_embedding",),
+        "protein": _CORE + ("random_embedding",),
         "scaling": ("scvi", "pca", "harmony", "fastmnn", "combat", "scanorama"),
     },
     scaling_cells=(1000, 2000, 4000),

@@ -23,7 +23,7 @@ from .base import (SIMULATED, Inputs, Scenario, classification_rows, embedding_o
                    source_label, truth_of)
 from .inputs import load, prepare, simulated_pair, split_with_batch_effect
 
-METHODS = ("scvi", "scanvi", "seurat", "pca", "harmony", "combat", "scanorama")
+METHODS = ("scvi", "scanvi", "seurat", "pca", "harmony", "combat", "scanorama", "random_embedding")
 
 
 def clr(P: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from .base import (SIMULATED, Inputs, Scenario, embedding_of, masked, per_batch_
                    source_label, truth_of)
 from .inputs import load, prepare, simulated_pair, split_with_batch_effect
 
-METHODS = ("scvi", "scanvi", "seurat", "pca", "harmony", "combat", "mnn", "scanorama")
+METHODS = ("scvi", "scanvi", "seurat", "pca", "harmony", "combat", "mnn", "scanorama", "random_embedding")
 TERMINAL_QUANTILE = 0.9
 
 

@@ -1,0 +1,124 @@
+"""Each scenario on small simulated inputs: the numbers mean what they should (issue 7).
+
+Cheap registered methods stand in for the expensive ones: ``pca`` (uncorrected), ``harmony``
+(corrected), ``random_embedding`` (control), ``ttest`` (DE). One seed, tiny data.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark import runner
+from benchmark.scenarios import SCENARIOS, get_scenario
+from benchmark.scenarios.profiles import PAPER, QUICK, get_profile
+
+TINY = QUICK.replace(name="tiny", sim_cells=500, sim_genes=200, k_values=(10, 30), default_k=20, n_genes=200,
+                     n_seed_cells=10, n_bins=5, heldout_max_types=2, scaling_cells=(300, 600),
+                     scaling_batches=(2, 3), scaling_genes=100, scib_metrics=("ilisi_knn", "silhouette_label"))
+
+
+def run(tmp_path, scenario, methods, profile=TINY):
+    return runner.run(scenario, datasets=["simulated"], methods=methods, profile=profile, cache_dir=False,
+                      run_dir=tmp_path / scenario, progress=False, n_jobs=2)
+
+
+def value(df, method, metric, **where):
+    sel = (df.method == method) & (df.metric == metric)
+    for col, v in where.items():
+        sel &= df[col] == v
+    assert sel.any(), f"no row {method}/{metric} {where}"
+    return float(df.loc[sel, "value"].mean())
+
+
+def test_registry_has_every_paper_scenario():
+    assert list(SCENARIOS) == ["pair", "heldout", "annotation", "trajectory", "protein", "seed_labeling",
+                               "hierarchy", "de_bulk", "scaling"]
+    for sc in SCENARIOS.values():
+        assert sc.figure and sc.description and sc.sources and sc.methods
+    assert get_scenario("seed_labeling").paper[("scanvi", "weighted_accuracy")] == 0.84
+    assert get_profile("paper").seeds == (0, 1, 2) and max(PAPER.k_values) == 500
+    with pytest.raises(ValueError, match="Did you mean 'quick'"):
+        get_profile("quik")
+
+
+def test_pair_planted_batch_effect_lowers_uncorrected_mixing(tmp_path):
+    df = run(tmp_path, "pair", ["pca", "harmony", "random_embedding"])
+    assert (df.status == "ok").all(), df[df.status != "ok"].error.tolist()
+    for k in (10, 30):
+        pca, harmony = value(df, "pca", "batch_entropy_mixing", k=k), value(df, "harmony", "batch_entropy_mixing", k=k)
+        assert pca < harmony - 0.1, (k, pca, harmony)
+    # a random embedding mixes perfectly and keeps no structure: the two criteria pull apart
+    assert value(df, "random_embedding", "batch_entropy_mixing", k=30) > 0.6
+    assert value(df, "random_embedding", "knn_purity", k=30) < value(df, "pca", "knn_purity", k=30) - 0.2
+    assert {"ilisi_knn", "silhouette_label"} <= set(df.metric)
+
+
+def test_heldout_removed_type_scores_low_mixing(tmp_path):
+    df = run(tmp_path, "heldout", ["harmony"])
+    removed = df[df.dataset.str.contains(r"\[removed:")]
+    assert not removed.empty
+    for dataset, rows in removed.groupby("dataset"):
+        c0 = dataset.split("removed:")[1].rstrip("]")
+        mix = rows[rows.metric == "batch_entropy_mixing"].set_index("cell_type")["value"]
+        others = mix.drop(c0)
+        # the type present in one dataset only stays unmixed; the shared types mix
+        assert mix[c0] < 0.2 and mix[c0] < others.min() - 0.15, (dataset, mix.to_dict())
+    only = df[df.dataset.str.contains(r"\[only:") & (df.metric == "batch_entropy_mixing")]
+    assert only["value"].max() < 0.3  # no biological overlap: nothing should mix
+
+
+def test_annotation_knn_transfer_beats_the_majority_control(tmp_path):
+    df = run(tmp_path, "annotation", ["pca", "majority_vote"])
+    assert (df.status == "ok").all(), df[df.status != "ok"].error.tolist()
+    knn = value(df, "pca+knn", "weighted_accuracy")
+    control = value(df, "majority_vote", "weighted_accuracy")
+    assert knn > 0.8 and control < 0.5, (knn, control)
+    assert set(df.loc[df.metric == "per_class_accuracy", "cell_type"].dropna()) >= {"type_0", "type_1"}
+
+
+def test_trajectory_bins_and_pseudotime_recovery(tmp_path):
+    df = run(tmp_path, "trajectory", ["harmony", "random_embedding"])
+    bins = df[(df.metric == "bin_batch_entropy") & (df.method == "harmony")]
+    assert sorted(bins["bin"].astype(int)) == list(range(TINY.n_bins))
+    assert ((bins.value >= 0) & (bins.value <= np.log(2) + 1e-9)).all()
+    # a random latent mixes every bin fully and knows nothing of the pseudotime
+    assert value(df, "random_embedding", "bin_batch_entropy") > 0.6
+    assert abs(value(df, "random_embedding", "pseudotime_correlation")) < 0.15
+    assert value(df, "harmony", "pseudotime_correlation") > value(df, "random_embedding", "pseudotime_correlation") + 0.2
+
+
+def test_protein_consistency_separates_a_latent_from_a_random_one(tmp_path):
+    df = run(tmp_path, "protein", ["pca", "random_embedding"], profile=TINY)
+    assert value(df, "pca", "protein_knn_overlap", k=10) > 3 * value(df, "random_embedding", "protein_knn_overlap", k=10)
+    assert value(df, "pca", "protein_knn_error", k=10) < value(df, "random_embedding", "protein_knn_error", k=10)
+
+
+def test_seed_labeling_from_true_markers_beats_chance(tmp_path):
+    df = run(tmp_path, "seed_labeling", ["pca"])
+    chance = 1 / 4
+    assert value(df, "signature_seeds", "accuracy") > 0.9  # seeds from the planted markers are right
+    assert value(df, "pca+knn", "weighted_accuracy") > chance + 0.5
+    assert value(df, "pca+kmeans", "weighted_accuracy") > chance + 0.3
+
+
+def test_hierarchy_scores_both_levels(tmp_path):
+    df = run(tmp_path, "hierarchy", ["pca"])
+    fine = value(df, "pca+knn", "weighted_accuracy")
+    coarse = value(df, "pca+knn", "weighted_accuracy_coarse")
+    assert fine > 1 / 8 + 0.3 and coarse >= fine - 1e-9
+
+
+def test_de_planted_genes_give_high_auroc(tmp_path):
+    df = run(tmp_path, "de_bulk", ["ttest"])
+    assert value(df, "ttest", "auroc") > 0.9
+    assert value(df, "ttest", "kendall_tau") > 0.2
+
+
+def test_scaling_fits_growth_exponents(tmp_path):
+    df = run(tmp_path, "scaling", ["pca"])
+    times = df[(df.metric == "wall_time_s") & (df.method == "pca")]
+    assert len(times) == 3  # 300 and 600 cells at 2 batches, 3 batches at 600... grid of the profile
+    exps = df[df.metric.str.endswith("_exponent_cells")]
+    assert set(exps.metric) == {"time_exponent_cells", "memory_exponent_cells"}
+    assert np.isfinite(exps.value).all()
