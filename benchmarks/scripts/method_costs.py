@@ -12,8 +12,9 @@ method's alone. The task asks each method for everything it can do:
 
 Reported per method: wall time of the method call (imports and data loading excluded), that time
 as a ratio to the ``pca`` baseline measured in the same run (the standard for speed claims), the
-child's peak RSS, and the peak above the ``random_embedding`` control (the child's own floor:
-interpreter, harness, data). Timings depend on the machine's load: compare ratios, not seconds.
+CPU time of the whole child process and that above the ``random_embedding`` control (CPU time
+barely moves when other jobs share the machine; wall time does), the child's peak RSS, and the
+peak above the control (the child's own floor: interpreter, harness, data).
 
 Run:  OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/scripts/method_costs.py
       [--methods seurat combat ...] [--n-genes 2000] [--time-limit 900] [--csv out.csv]
@@ -66,17 +67,31 @@ def measure(names, adata, time_limit: float, n_threads: int) -> pd.DataFrame:
     for name in names:
         spec = get(name)
         print(f"running {name} ...", file=sys.stderr, flush=True)
+        before = _children_cpu_s()
         res = run_method(spec, adata, task_for(spec, n_threads), time_limit=time_limit)
         rows.append({"method": name, "language": spec.language, "capabilities": ",".join(spec.capabilities),
-                     "status": res.status, "wall_s": res.wall_time_s, "peak_mb": res.peak_memory_mb,
+                     "status": res.status, "wall_s": res.wall_time_s, "cpu_s": _children_cpu_s() - before,
+                     "peak_mb": res.peak_memory_mb,
                      "error": (res.error or "").strip().splitlines()[0][:90] if res.error else ""})
     df = pd.DataFrame(rows).set_index("method")
     ok = df["status"] == "ok"
     ref = df.loc[REFERENCE, "wall_s"] if REFERENCE in df.index and ok.get(REFERENCE, False) else np.nan
     floor = df.loc[FLOOR, "peak_mb"] if FLOOR in df.index and ok.get(FLOOR, False) else np.nan
+    cpu_floor = df.loc[FLOOR, "cpu_s"] if FLOOR in df.index and ok.get(FLOOR, False) else np.nan
     df[f"x_{REFERENCE}"] = df["wall_s"] / ref
+    df["cpu_over_floor_s"] = df["cpu_s"] - cpu_floor
     df["peak_over_floor_mb"] = df["peak_mb"] - floor
     return df
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds (user + system) of finished child processes so far: the method's child
+    process counts once it has been waited for. Unlike wall time it barely moves when other
+    jobs share the machine."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def main(argv=None) -> int:
