@@ -84,12 +84,16 @@ def test_merged_task_keeps_task_values():
     (_exits, "exited with code 3"),
     (_sigkill, "SIGKILL"),
     (_segfault, "SIGSEGV"),
-    (_bad_output, "unknown output key"),
 ])
 def test_faults_become_failed_results(tiny_adata, fn, expected):
     res = run_method(spec(fn), tiny_adata, TaskSpec())
     assert res.status == "failed"
     assert expected in res.error
+
+
+def test_bad_output_is_a_failure(tiny_adata):
+    res = run_method(spec(_bad_output), tiny_adata, TaskSpec(), isolated=False)
+    assert res.status == "failed" and "unknown output key" in res.error
 
 
 def test_hang_is_killed_at_time_limit(tiny_adata):
