@@ -15,7 +15,7 @@ from methods.base import TaskSpec
 
 from .base import (SIMULATED, Inputs, Scenario, calibration_rows, classification_rows, embedding_of,
                    knn_transfer, masked, source_label, truth_of)
-from .inputs import PBMC_PAIR, pair_source
+from .inputs import PAPER_PAIRS, PBMC_PAIR, pair_source
 
 EMBEDDERS = ("scvi", "seurat", "pca", "harmony", "combat", "mnn", "fastmnn", "scanorama")
 CLASSIFIERS = ("scanvi", "scmap_cluster", "scmap_cell", "seurat_transfer", "majority_vote")
@@ -58,7 +58,7 @@ SCENARIO = Scenario(
     name="annotation",
     figure="Figs. 4, 9, 10",
     description="labels of one dataset predicted on the other; accuracy, weighted accuracy, calibration",
-    sources=(SIMULATED, "cellbench_mixology", PBMC_PAIR),
+    sources=(SIMULATED, "cellbench_mixology", PBMC_PAIR) + PAPER_PAIRS,
     build=build,
     methods=EMBEDDERS + CLASSIFIERS,
     score=score,

@@ -21,7 +21,7 @@ from methods.base import TaskSpec
 
 from .base import (SIMULATED, Inputs, Scenario, embedding_of, masked, mixing_rows, per_batch_reference,
                    purity_rows, source_label, truth_of)
-from .inputs import PBMC_PAIR, pair_source
+from .inputs import PAPER_HELDOUT, PBMC_PAIR, pair_source
 
 METHODS = ("scvi", "scanvi", "seurat", "pca", "harmony", "combat", "mnn", "scanorama")
 MIN_CELLS = 20  # a type with fewer cells in either dataset is not tried as c0
@@ -75,7 +75,7 @@ SCENARIO = Scenario(
     name="heldout",
     figure="Fig. 3",
     description="one dataset keeps only c0 / c0 removed from one dataset; per-type mixing and purity",
-    sources=(SIMULATED, "cellbench_mixology", PBMC_PAIR),
+    sources=(SIMULATED, "cellbench_mixology", PBMC_PAIR) + PAPER_HELDOUT,
     build=build,
     methods=METHODS,
     score=score,

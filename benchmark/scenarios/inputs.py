@@ -20,6 +20,11 @@ from .base import SIMULATED, concat, drop_empty, load_source, select_genes, simu
 CELLBENCH_PAIR = ("CEL-seq2_3cl", "Drop-seq_3cl")
 #: 10x PBMC pair: FACS-sorted populations + pbmc3k, on their shared coarse labels
 PBMC_PAIR = "pbmc_facs+pbmc3k"
+#: the paper's own pairs (Fig. 2: marrow 10x/SS2, dentate gyrus 10x/C1; PBMC-8K/68K), run when the
+#: dataset registry finds them in its cache (else a skipped row says where to put the files)
+PAPER_PAIRS = ("marrow_tm_10x+marrow_tm_ss2", "dentate_gyrus_10x+dentate_gyrus_c1", "pbmc_8k+pbmc_68k")
+#: the paper's held-out pair (Fig. 3): PBMC-CITE kept whole, PBMC-8K perturbed
+PAPER_HELDOUT = ("pbmc_cite+pbmc_8k",)
 _PBMC_COARSE = {  # both datasets' coarse labels onto one vocabulary (types in both)
     "T cell": "T cell", "B cell": "B cell", "NK cell": "NK cell",
     "CD14+ monocyte": "Monocyte", "Monocyte": "Monocyte",
@@ -81,6 +86,8 @@ def pair_source(source, profile, **sim_kw):
         a = cellbench_pair()
     elif source == PBMC_PAIR:
         a = pbmc_pair()
+    elif "+" in source:  # any two registered datasets, e.g. the paper's own pairs
+        a = concat({name: load(name) for name in source.split("+")})
     else:
         raise ValueError(f"no pair is defined for source {source!r}; use one of "
                          f"{[SIMULATED, 'cellbench_mixology', PBMC_PAIR]}")

@@ -16,7 +16,7 @@ from methods.base import TaskSpec
 
 from .base import (SIMULATED, Inputs, Scenario, embedding_of, log_normalize, masked, mixing_rows, pca,
                    per_batch_reference, purity_rows, source_label, truth_of)
-from .inputs import PBMC_PAIR, pair_source
+from .inputs import PAPER_PAIRS, PBMC_PAIR, pair_source
 
 UNSUPERVISED = ("scvi", "seurat", "mnn", "fastmnn", "combat", "pca", "harmony", "scanorama", "random_embedding")
 
@@ -59,7 +59,7 @@ SCENARIO = Scenario(
     name="pair",
     figure="Fig. 2",
     description="harmonize two datasets; batch entropy of mixing and kNN purity over k",
-    sources=(SIMULATED, "cellbench_mixology", PBMC_PAIR),
+    sources=(SIMULATED, "cellbench_mixology", PBMC_PAIR) + PAPER_PAIRS,
     build=build,
     methods=UNSUPERVISED + ("scanvi",),
     score=score,

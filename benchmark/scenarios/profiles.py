@@ -71,7 +71,8 @@ QUICK = Profile(
     both_directions=False,
     method_params={"scvi": {"n_epochs": 20},
                    **{m: {"n_epochs": 20, "classifier_epochs": 10} for m in ("scanvi", "scanvi_hierarchical")}},
-    scenario_sources={
+    scenario_sources={  # the stand-ins only (the paper's own datasets run in "paper" when cached)
+        "pair": ("simulated", "cellbench_mixology", "pbmc_facs+pbmc3k"),
         "heldout": ("cellbench_mixology",),
         "annotation": ("cellbench_mixology", "pbmc_facs+pbmc3k"),
         "trajectory": ("simulated", "paul15_tradeseq"),
