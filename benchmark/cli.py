@@ -143,7 +143,7 @@ def cmd_run(args) -> int:
     if args.no_report:
         print(run_dir / "results.csv")
         return 0
-    html = build_report(run_dir, umap=not args.no_umap)
+    html = build_report(run_dir, umap=not args.no_umap, umap_max_inputs=None if args.umap_all else 1)
     print(html)
     return 0
 
@@ -223,7 +223,7 @@ def cmd_report(args) -> int:
     from .reports import build_report
 
     run_dir = rundir.resolve_run_dir(args.run, args.reports_dir)
-    print(build_report(run_dir, umap=not args.no_umap))
+    print(build_report(run_dir, umap=not args.no_umap, umap_max_inputs=None if args.umap_all else 1))
     return 0
 
 
@@ -286,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run in its own folder")
     r.add_argument("--no-report", action="store_true", help="only write results.csv (build it later with `report`)")
     r.add_argument("--no-umap", action="store_true", help="leave UMAPs out of the report (faster)")
+    r.add_argument("--umap-all", action="store_true",
+                   help="UMAPs for every input of every scenario (default: the first input of each)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_run, profile=None)
     try:
@@ -308,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "results.csv and artifacts; prints the path of report.html.")
     rep.add_argument("run", nargs="?", default="latest", help="run id, run folder, or 'latest' (default)")
     rep.add_argument("--no-umap", action="store_true", help="leave UMAPs out (faster)")
+    rep.add_argument("--umap-all", action="store_true",
+                     help="UMAPs for every input of every scenario (default: the first input of each)")
     rep.set_defaults(func=cmd_report)
 
     c = sub.add_parser("compare", help="metrics that moved beyond their seed spread between two runs",

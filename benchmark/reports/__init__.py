@@ -62,7 +62,8 @@ def _scenario_text(name: str) -> str:
         obj = SCENARIOS.get(name)
         doc = getattr(obj, "description", None) or ""
         if doc:
-            parts.append(" ".join(doc.strip().split()).rstrip(".") + ".")
+            text = " ".join(doc.strip().split()).rstrip(".") + "."
+            parts.append(text[0].upper() + text[1:])
         notes = getattr(obj, "paper_notes", "")
         if notes:
             parts.append(f"What the paper reports: {' '.join(notes.split())}")
@@ -106,8 +107,13 @@ def _meta(run_dir: Path, manifest: dict, results: pd.DataFrame) -> list[tuple[st
     return meta
 
 
-def build_report(run_dir: Path, *, umap: bool = True, title: Optional[str] = None) -> Path:
-    """Build every table, figure, ``report.md`` and ``report.html`` of a run; returns the HTML path."""
+def build_report(run_dir: Path, *, umap: bool = True, umap_max_inputs: Optional[int] = 1,
+                 title: Optional[str] = None) -> Path:
+    """Build every table, figure, ``report.md`` and ``report.html`` of a run; returns the HTML path.
+
+    ``umap_max_inputs``: UMAPs are drawn for this many inputs per scenario (None = all; the
+    scaling scenario's timing inputs are never drawn).
+    """
     from ..rundir import read_manifest
 
     run_dir = Path(run_dir)
@@ -165,8 +171,8 @@ def build_report(run_dir: Path, *, umap: bool = True, title: Optional[str] = Non
         if scenario == "scaling":
             sec.figures += _safe_figures(F.scaling_plot, results, fig_dir)
         sec.figures += _safe_figures(F.de_roc, run_dir, fig_dir, scenario=scenario)
-        if umap:
-            sec.figures += _safe_figures(F.umaps, run_dir, fig_dir, scenario=scenario)
+        if umap and scenario != "scaling":
+            sec.figures += _safe_figures(F.umaps, run_dir, fig_dir, scenario=scenario, max_inputs=umap_max_inputs)
         sec_problems = problems[problems["scenario"] == scenario]
         if not sec_problems.empty:
             sec.tables.append(("Skipped or failed jobs", sec_problems))

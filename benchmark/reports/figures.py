@@ -20,7 +20,7 @@ from .tables import metric_direction, ok_rows
 
 DPI = 90
 MAX_PANEL_ROWS = 6  # datasets shown per figure; more would make figures unreadable
-UMAP_MAX_CELLS = 4000
+UMAP_MAX_CELLS = 2000
 
 
 @dataclass
@@ -359,14 +359,21 @@ def umap_coords(emb: np.ndarray, cache: Optional[Path] = None, seed: int = 0) ->
 
 
 def umaps(run_dir: Path, out_dir: Path, scenario: Optional[str] = None,
-          cache_dir: Optional[Path] = None) -> list[Figure]:
-    """UMAP of each method's latent, coloured by batch and by label (first seed; subsampled)."""
+          cache_dir: Optional[Path] = None, max_inputs: Optional[int] = 1) -> list[Figure]:
+    """UMAP of each method's latent, coloured by batch and by label (first seed; subsampled).
+
+    ``max_inputs`` inputs (datasets/variants) per scenario are drawn, in name order (None = all):
+    a UMAP costs seconds per latent and a full run has hundreds of latents.
+    """
     arts = artifact_paths(run_dir, "embedding.npz")
     if scenario is not None:
         arts = arts[arts["scenario"] == scenario]
     if arts.empty:
         return []
     arts = arts.loc[arts.groupby(["scenario", "dataset", "method"])["seed"].idxmin()]
+    if max_inputs is not None:
+        keep = {(sc, ds) for sc, g in arts.groupby("scenario") for ds in sorted(g["dataset"].unique())[:max_inputs]}
+        arts = arts[[(sc, ds) in keep for sc, ds in zip(arts["scenario"], arts["dataset"])]]
     cache_dir = Path(cache_dir or Path(run_dir) / ".report_cache" / "umap")
     figs = []
     for (scenario, ds), g in arts.groupby(["scenario", "dataset"]):

@@ -123,6 +123,7 @@ def scalar_metrics(df: pd.DataFrame) -> pd.DataFrame:
 def scenario_table(df: pd.DataFrame, scenario: str) -> pd.DataFrame:
     """Wide table for one scenario: a row per (dataset, method), a column per metric (mean ± sd)."""
     s = scalar_metrics(df[df["scenario"] == scenario])
+    s = s[~s["metric"].astype(str).str.contains(":", regex=False)]  # grouped per-type metrics: see figures
     if s.empty:
         return pd.DataFrame()
     g = s.groupby(["dataset", "method", "metric"])["value"].agg(["mean", "std", "count"]).reset_index()
