@@ -233,6 +233,18 @@ class RunWriter:
                     (d / name).write_bytes(blob)
 
 
+    def replace_summary(self, scenario: str, rows: list) -> None:
+        """Write a scenario's across-job rows, replacing those of an earlier pass (a resumed run)."""
+        with self._lock:
+            df = R.read_results(self.results_path)
+            names = {r["metric"] for r in rows}
+            df = df[~((df["scenario"] == scenario) & df["metric"].isin(names) & df["params_hash"].isna())]
+            df = pd.concat([df, R.to_frame(rows)], ignore_index=True)
+            tmp = self.results_path.with_suffix(".csv.tmp")
+            df.to_csv(tmp, index=False)
+            os.replace(tmp, self.results_path)
+
+
 def _safe(part: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+=-]+", "_", str(part)).strip("_") or "_"
 
@@ -415,11 +427,10 @@ def run(scenarios, *, datasets=None, methods=None, profile="quick", seeds=None, 
 
     for sc in scs:
         if sc.summarize is not None:
-            frame = R.to_frame(r for r in all_rows if r["scenario"] == sc.name)
-            extra = [R.row(**r) for r in sc.summarize(frame)]
+            frame = R.read_results(writer.results_path)  # every job of the run, resumed ones too
+            extra = [R.row(**r) for r in sc.summarize(frame[frame["scenario"] == sc.name])]
             if extra:
-                with writer._lock, open(writer.results_path, "a", newline="") as fh:
-                    R.to_frame(extra).to_csv(fh, header=False, index=False)
+                writer.replace_summary(sc.name, extra)
                 all_rows.extend(extra)
     return R.to_frame(all_rows)
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from benchmark import runner
+from benchmark.results import read_results
 from benchmark.scenarios import SCENARIOS, get_scenario
 from benchmark.scenarios.profiles import PAPER, QUICK, get_profile
 
@@ -122,3 +123,8 @@ def test_scaling_fits_growth_exponents(tmp_path):
     exps = df[df.metric.str.endswith("_exponent_cells")]
     assert set(exps.metric) == {"time_exponent_cells", "memory_exponent_cells"}
     assert np.isfinite(exps.value).all()
+    # resuming into the same folder refits the exponents instead of adding a second copy
+    run(tmp_path, "scaling", ["pca"])
+    on_disk = read_results(tmp_path / "scaling" / "results.csv")
+    assert (on_disk.metric == "time_exponent_cells").sum() == 1
+    assert (on_disk.metric == "wall_time_s").sum() == 2
