@@ -246,7 +246,7 @@ def cmd_regress(args) -> int:
 
     try:
         return regress_main(bless=args.bless, golden=args.golden, n_jobs=args.jobs, keep=args.keep,
-                            cache_dir=args.cache_dir)
+                            cache_dir=args.cache_dir, results_from=args.results)
     except RegressionFailure as exc:
         print(f"regress: FAILED: {exc}", file=sys.stderr)
         return 1
@@ -335,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--golden", type=Path, default=None, help="golden file (default benchmarks/golden/regress.json)")
     g.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="parallel jobs")
     g.add_argument("--keep", type=Path, default=None, help="keep the regression run folder here")
+    g.add_argument("--results", type=Path, default=None, metavar="FOLDER",
+                   help="check (or --bless) the results of a regression run kept with --keep instead of running")
     g.add_argument("--cache-dir", type=Path, default=None,
                    help="job cache to use (default: none, so every number is recomputed)")
     g.set_defaults(func=cmd_regress)

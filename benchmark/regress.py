@@ -168,8 +168,10 @@ def check(results: pd.DataFrame, golden: dict) -> tuple[list[str], list[str]]:
                 notes.append(f"not compared: {'/'.join(job)} skipped here ({reason[0]})")
                 reported_jobs.add(job)
             elif st in ("failed", "absent"):
-                failures.append(f"{'/'.join(job)}: job {st}" + (f" ({reason[0]})" if reason[0] else "")
-                                + f"; golden had {sum(1 for p in golden['points'] if tuple(p[c] for c in ('scenario', 'dataset', 'method')) == job)} metric points")
+                n_old = sum(1 for p in golden["points"] if (p["scenario"], p["dataset"], p["method"]) == job)
+                what = (f"job failed ({reason[0]})" if st == "failed"
+                        else "no rows any more (did the scenario stop producing this input or method?)")
+                failures.append(f"{'/'.join(job)}: {what}; golden had {n_old} metric points")
                 reported_jobs.add(job)
             else:
                 failures.append(f"{_where(key)}: missing now (golden {old:.4f})")
@@ -195,12 +197,27 @@ def check(results: pd.DataFrame, golden: dict) -> tuple[list[str], list[str]]:
 
 
 def main(*, bless: bool = False, golden: Optional[Path] = None, n_jobs: int = 1, keep: Optional[Path] = None,
-         cache_dir=None, run_fn: Optional[Callable] = None, out=sys.stdout) -> int:
-    """Run the set and compare (or bless). Exit status: 0 pass, 1 regression."""
+         cache_dir=None, run_fn: Optional[Callable] = None, results_from: Optional[Path] = None,
+         out=sys.stdout) -> int:
+    """Run the set and compare (or bless). Exit status: 0 pass, 1 regression.
+
+    ``results_from``: use the results.csv of a regression run already made (e.g. one kept with
+    ``keep``) instead of running the set again.
+    """
     golden_path = Path(golden) if golden else GOLDEN
     if not bless:
         golden_doc = load_golden(golden_path)  # fail before spending minutes on the run
     tmp = None
+    if results_from is not None:
+        path = Path(results_from) / "results.csv"
+        if not path.exists():
+            raise RegressionFailure(f"--results {results_from}: no results.csv there; give a folder kept with --keep")
+        results = read_results(path)
+        if bless:
+            bless_fn(results, golden_path, None)
+            print(f"blessed golden values from {path} into {golden_path}", file=out)
+            return 0
+        return _report(check(results, golden_doc), golden_doc, None, out)
     if keep is not None:
         run_dir = Path(keep)
         if run_dir.exists() and any(run_dir.iterdir()):
@@ -219,22 +236,26 @@ def main(*, bless: bool = False, golden: Optional[Path] = None, n_jobs: int = 1,
             print(f"blessed {len(load_golden(path)['points'])} golden metric points from this run "
                   f"({wall:.0f} s) into {path}; commit it with a note saying why.", file=out)
             return 0
-        failures, notes = check(results, golden_doc)
-        for line in notes:
-            print(f"  note: {line}", file=out)
-        n_points = len(golden_doc.get("points", []))
-        if failures:
-            print(f"regress: FAILED: {len(failures)} problem(s) among {n_points} golden metric points "
-                  f"({wall:.0f} s):", file=out)
-            for line in failures:
-                print(f"  {line}", file=out)
-            print(BLESS_HINT, file=out)
-            return 1
-        print(f"regress: ok: {n_points} golden metric points within tolerance ({wall:.0f} s)", file=out)
-        return 0
+        return _report(check(results, golden_doc), golden_doc, wall, out)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _report(outcome: tuple, golden_doc: dict, wall: Optional[float], out) -> int:
+    failures, notes = outcome
+    for line in notes:
+        print(f"  note: {line}", file=out)
+    n_points = len(golden_doc.get("points", []))
+    took = f" ({wall:.0f} s)" if wall is not None else ""
+    if failures:
+        print(f"regress: FAILED: {len(failures)} problem(s) among {n_points} golden metric points{took}:", file=out)
+        for line in failures:
+            print(f"  {line}", file=out)
+        print(BLESS_HINT, file=out)
+        return 1
+    print(f"regress: ok: {n_points} golden metric points within tolerance{took}", file=out)
+    return 0
 
 
 bless_fn = bless  # main()'s parameter shadows the function name

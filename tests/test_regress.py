@@ -123,10 +123,18 @@ def test_changed_set_needs_a_new_bless(golden, monkeypatch):
     assert any("regression set changed" in f for f in failures)
 
 
-def test_keep_folder_holds_the_run(golden, tmp_path):
+def test_keep_folder_holds_the_run_and_can_be_rechecked(golden, tmp_path):
     keep = tmp_path / "kept"
     assert regress.main(golden=golden, run_fn=fake_runner(), keep=keep, out=io.StringIO()) == 0
     assert len(read_results(keep / "results.csv")) > 0
+    out = io.StringIO()
+    assert regress.main(golden=golden, results_from=keep, out=out) == 0 and "regress: ok" in out.getvalue()
+    # a job the scenario no longer produces is named
+    df = read_results(keep / "results.csv")
+    df[df["method"] != "bad"].to_csv(keep / "results.csv", index=False)
+    out = io.StringIO()
+    assert regress.main(golden=golden, results_from=keep, out=out) == 1
+    assert "pair/sim/bad: no rows any more" in out.getvalue()
 
 
 def test_committed_golden_file_is_well_formed():
