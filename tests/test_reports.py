@@ -149,6 +149,12 @@ def test_paper_vs_ours_difference_and_not_run():
     assert sc["seeds"] == 3 and sc["dataset"] == "pbmc_facs" and sc["note"] == "stand-in for the paper's data"
     hier = pvo[pvo["scenario"] == "hierarchy"]
     assert (hier["note"] == "not run").all() and hier["ours"].isna().all()
+    # the fine level is the plain metric; the coarse one carries a suffix
+    extra = df[(df["method"] == "scanvi")].assign(scenario="hierarchy")
+    coarse = extra.assign(metric="weighted_accuracy_coarse", value=0.99)
+    pvo2 = paper_vs_ours(pd.concat([df, extra, coarse]))
+    fine = pvo2[(pvo2["scenario"] == "hierarchy") & (pvo2["method"] == "scanvi")].iloc[0]
+    assert fine["level"] == "fine" and fine["ours"] == pytest.approx(ours) and fine["paper"] == 0.32
     assert len(pvo) >= len(load_paper_numbers())
 
 

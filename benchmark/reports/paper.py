@@ -170,4 +170,8 @@ def _match_metric(rows: pd.DataFrame, metric: str, level: str) -> pd.DataFrame:
         hit = rows[rows["metric"] == candidate]
         if not hit.empty:
             return hit
-    return rows[(rows["metric"] == metric) & (rows["cell_type"].astype(str) == level)]
+    hit = rows[(rows["metric"] == metric) & (rows["cell_type"].astype(str) == level)]
+    if not hit.empty:
+        return hit
+    # the level a scenario reports without a suffix (e.g. hierarchy: fine = plain, coarse = *_coarse)
+    return rows[(rows["metric"] == metric) & rows["cell_type"].isna()]
