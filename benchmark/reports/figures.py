@@ -76,6 +76,8 @@ def curves(df: pd.DataFrame, scenario: str, out_dir: Path, *, x: str = "k",
         ok = ok[ok["bin"].isna()]
     if metrics is not None:
         ok = ok[ok["metric"].isin(metrics)]
+    # a "curve" with one x value is a single number: metric_bars draws it
+    ok = ok[ok.groupby("metric")[x].transform("nunique") > 1]
     if ok.empty:
         return []
     metric_list = sorted(ok["metric"].unique())
@@ -148,7 +150,9 @@ def metric_bars(df: pd.DataFrame, scenario: str, out_dir: Path, paper: Optional[
     import seaborn as sns
 
     ok = ok_rows(df[df["scenario"] == scenario])
-    ok = ok[ok["k"].isna() & ok["cell_type"].isna() & ok["bin"].isna() & ~ok["metric"].isin(list(exclude))]
+    single_k = ok.groupby("metric")["k"].transform("nunique") <= 1  # one k only: a number, not a curve
+    ok = ok[(ok["k"].isna() | single_k) & ok["cell_type"].isna() & ok["bin"].isna()
+            & ~ok["metric"].isin(list(exclude))]
     if ok.empty:
         return []
     metric_list = sorted(ok["metric"].unique())

@@ -62,8 +62,16 @@ def _metrics_registry() -> dict:
         return {}
 
 
+_LEVEL_SUFFIXES = ("_coarse", "_fine")
+
+
 def metric_direction(metric: str) -> Optional[bool]:
     """True if higher is better, False if lower is, None if unknown (kept out of rankings)."""
+    for suffix in _LEVEL_SUFFIXES:  # e.g. weighted_accuracy_coarse: same direction as the metric
+        if metric.endswith(suffix):
+            metric = metric[: -len(suffix)]
+    if "_exponent_" in metric:  # growth exponents of time/memory (scaling): smaller is better
+        return False
     reg = _metrics_registry()
     if metric in reg:
         return bool(reg[metric][0])
@@ -77,6 +85,11 @@ def metric_direction(metric: str) -> Optional[bool]:
 
 def metric_family(metric: str) -> str:
     """batch (batch removal), bio (everything a method should keep or get right), resource, info."""
+    for suffix in _LEVEL_SUFFIXES:
+        if metric.endswith(suffix):
+            metric = metric[: -len(suffix)]
+    if "_exponent_" in metric:
+        return "resource"
     reg = _metrics_registry()
     if metric in reg:
         return "batch" if reg[metric][1] == "batch" else "bio"
