@@ -131,9 +131,16 @@ def cmd_run(args) -> int:
 
     cache_dir = False if args.no_cache else args.cache_dir
     t0 = time.perf_counter()
-    results = run(scenarios, datasets=datasets, methods=methods, profile=profile, seeds=seeds,
-                  n_jobs=args.jobs, scheduler=args.scheduler, cache_dir=cache_dir, run_dir=run_dir,
-                  progress=not args.no_progress)
+    try:
+        results = run(scenarios, datasets=datasets, methods=methods, profile=profile, seeds=seeds,
+                      n_jobs=args.jobs, scheduler=args.scheduler, cache_dir=cache_dir, run_dir=run_dir,
+                      progress=not args.no_progress)
+    except BaseException as exc:  # keep what finished; say how to continue
+        manifest["interrupted"] = {"utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                   "error": f"{type(exc).__name__}: {exc}",
+                                   "resume": f"python -m benchmark run --resume {run_dir.name}"}
+        rundir.write_manifest(run_dir, manifest)
+        raise
     wall = time.perf_counter() - t0 + float(manifest.get("wall_time_s") or 0)
     manifest = rundir.finish_manifest(manifest, _all_results(run_dir, results), r_packages=_r_packages(results),
                                       wall_time_s=wall, run_dir=run_dir)

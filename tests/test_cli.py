@@ -152,3 +152,19 @@ def test_run_for_real_on_the_simulator(capsys, tmp_path, monkeypatch):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["jobs"][0]["method"] == "pca" and manifest["jobs"][0]["wall_time_s"] > 0
     assert "batch_entropy_mixing" in (run_dir / "report.html").read_text()
+
+
+def test_interrupted_run_is_recorded_with_how_to_resume(capsys, tmp_path, monkeypatch):
+    import benchmark.runner
+
+    def crash(*args, run_dir, **kwargs):
+        (Path(run_dir) / "results.csv").write_text("partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(benchmark.runner, "run", crash)
+    code, _, err = run_cli(capsys, "--reports-dir", str(tmp_path), "run", "pair", "--no-progress")
+    assert code == 130 and "--resume" in err
+    run_dir = next(tmp_path.iterdir())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["interrupted"]["resume"] == f"python -m benchmark run --resume {run_dir.name}"
+    assert (run_dir / "results.csv").read_text() == "partial"
