@@ -74,6 +74,7 @@ def measure(names, adata, time_limit: float, n_threads: int) -> pd.DataFrame:
                      "peak_mb": res.peak_memory_mb,
                      "error": (res.error or "").strip().splitlines()[0][:90] if res.error else ""})
     df = pd.DataFrame(rows).set_index("method")
+    df.loc[df["status"] == "skipped", "cpu_s"] = np.nan  # no child ran
     ok = df["status"] == "ok"
     ref = df.loc[REFERENCE, "wall_s"] if REFERENCE in df.index and ok.get(REFERENCE, False) else np.nan
     floor = df.loc[FLOOR, "peak_mb"] if FLOOR in df.index and ok.get(FLOOR, False) else np.nan
