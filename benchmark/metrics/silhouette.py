@@ -12,9 +12,13 @@ _CHUNK = 1024
 
 
 def _distances(A: np.ndarray, B: np.ndarray, B_sq: np.ndarray, metric: str) -> np.ndarray:
-    if metric == "euclidean":
-        d2 = (A * A).sum(1)[:, None] + B_sq[None, :] - 2.0 * (A @ B.T)
-        return np.sqrt(np.maximum(d2, 0.0))
+    if metric == "euclidean":  # in place: one (chunk x n) buffer instead of four
+        D = A @ B.T
+        D *= -2.0
+        D += (A * A).sum(1)[:, None]
+        D += B_sq[None, :]
+        np.maximum(D, 0.0, out=D)
+        return np.sqrt(D, out=D)
     if metric == "cosine":  # B_sq holds the row norms here
         na = np.linalg.norm(A, axis=1)
         return np.clip(1.0 - (A @ B.T) / (na[:, None] * B_sq[None, :]), 0.0, 2.0)
