@@ -52,11 +52,11 @@ _F1 = np.float32(1.0)
 _F0 = np.float32(0.0)
 
 
-@numba.njit(fastmath=True, cache=True, parallel=True)
+@numba.njit(fastmath=True, cache=True, nogil=True)
 def _nb_kernel(x, log_mu, log_theta, theta, pi, zero_inflated, nll, g_lm, g_lt, g_pi):
     # float32 scalars throughout (expf/logf); the per-cell sum accumulates in float64
     n, G = x.shape
-    for i in numba.prange(n):
+    for i in range(n):
         acc = 0.0
         for g in range(G):
             th = theta[i, g]
@@ -110,6 +110,36 @@ def _nb_kernel(x, log_mu, log_theta, theta, pi, zero_inflated, nll, g_lm, g_lt, 
         nll[i] = -acc
 
 
+_POOL: dict = {}
+
+
+def _run_rows(arrays, zi, nll, outs, n):
+    """Run the kernel over row blocks on torch's thread count (numba releases the GIL).
+
+    Plain Python threads rather than numba's parallel layer: an OpenMP pool of numba's own
+    would spin beside torch's and slow every other op on a small machine.
+    """
+    n_threads = max(1, min(torch.get_num_threads(), n // 32))
+    if n_threads == 1:
+        _nb_kernel(*arrays, zi, nll, *outs)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = _POOL.get(n_threads)
+    if pool is None:
+        pool = _POOL[n_threads] = ThreadPoolExecutor(n_threads)
+    bounds = np.linspace(0, n, n_threads + 1).astype(int)
+
+    def block(k):
+        a, b = bounds[k], bounds[k + 1]
+        x, lm, lt, th, pi = arrays
+        g_lm, g_lt, g_pi = outs
+        _nb_kernel(x[a:b], lm[a:b], lt[a:b], th[a:b], pi[a:b] if zi else pi, zi, nll[a:b],
+                   g_lm[a:b], g_lt[a:b], g_pi[a:b] if zi else g_pi)
+
+    list(pool.map(block, range(n_threads)))
+
+
 class FusedCountNLL(torch.autograd.Function):
     """Per-cell -log NB/ZINB(x) (no lgamma(x + 1)); inputs (n, G), log_theta may be expanded."""
 
@@ -124,9 +154,9 @@ class FusedCountNLL(torch.autograd.Function):
         g_lm = torch.empty((n, G), dtype=torch.float32)
         g_lt = torch.empty((n, G), dtype=torch.float32)
         g_pi = torch.empty((n, G) if zi else (1, 1), dtype=torch.float32)
-        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-        _nb_kernel(x.numpy(), log_mu.detach().numpy(), lt.numpy(), th.numpy(), pi.numpy(), zi, nll,
-                   g_lm.numpy(), g_lt.numpy(), g_pi.numpy())
+        arrays = (x.numpy(), log_mu.detach().numpy(), lt.numpy(), th.numpy(), pi.numpy())
+        outs = (g_lm.numpy(), g_lt.numpy(), g_pi.numpy())
+        _run_rows(arrays, zi, nll, outs, n)
         ctx.zi = zi
         ctx.save_for_backward(g_lm, g_lt, g_pi)
         return torch.from_numpy(nll)

@@ -8,8 +8,10 @@ Note 3, or starts from a trained scVI.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -45,6 +47,24 @@ def make_adam(params, lr: float, eps: float, weight_decay: float, device: torch.
         return torch.optim.Adam(params, lr=lr, eps=eps, weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError):
         return torch.optim.Adam(params, lr=lr, eps=eps, weight_decay=weight_decay)
+
+
+@contextlib.contextmanager
+def frozen_batchnorm_stats(module: torch.nn.Module):
+    """Normalise with batch statistics but leave the running statistics alone.
+
+    The labelled minibatch of Algorithm 1 may come from a few batches only (label transfer);
+    letting it move BatchNorm's running mean/variance would skew every later inference.
+    """
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, mom in zip(norms, saved):
+            m.momentum = mom
 
 
 class SCVI:
@@ -190,7 +210,22 @@ class SCVI:
         self._train_indices = all_idx
         optimizer = make_adam(self._optimizer_params(), lr, eps, weight_decay, self.device)
         self._setup_training(lr=lr, eps=eps, weight_decay=weight_decay)
-        hist = {"train_loss": [], "kl_weight": [], "validation_elbo": []}
+        hist = {"train_loss": [], "kl_weight": [], "validation_elbo": [], "epoch_wall_s": [], "epoch_cpu_s": []}
+        # subnormal floats (e.g. tiny Adam moments of weakly used parameters) slow CPU ops by
+        # orders of magnitude; flushing them to zero changes nothing measurable
+        torch.set_flush_denormal(True)
+        try:
+            self._fit_epochs(n_epochs, data, rng, batch_size, warmup, optimizer, all_idx, val_idx,
+                             early_stopping, patience, progress_bar, hist)
+        finally:
+            torch.set_flush_denormal(False)
+        self.module.eval()
+        self.history_ = hist
+        self.is_trained_ = True
+        return self
+
+    def _fit_epochs(self, n_epochs, data, rng, batch_size, warmup, optimizer, all_idx, val_idx,
+                    early_stopping, patience, progress_bar, hist):
         best, best_state, bad = math.inf, None, 0
         try:
             from tqdm.auto import tqdm
@@ -198,10 +233,13 @@ class SCVI:
         except ImportError:  # tqdm is a dependency; keep training without it anyway
             epochs = range(n_epochs)
         for epoch in epochs:
+            t_wall, t_cpu = time.perf_counter(), time.process_time()
             self.module.train()
             w = self._kl_weight(epoch, warmup)
             loss = self._train_steps(data, rng, batch_size, w, optimizer, all_idx)
             self._after_epoch(epoch, rng, batch_size)
+            hist["epoch_wall_s"].append(time.perf_counter() - t_wall)
+            hist["epoch_cpu_s"].append(time.process_time() - t_cpu)
             hist["train_loss"].append(loss)
             hist["kl_weight"].append(w)
             if len(val_idx):
@@ -219,10 +257,6 @@ class SCVI:
                 epochs.set_postfix(loss=f"{loss:.1f}")
         if early_stopping and best_state is not None:
             self.module.load_state_dict(best_state)
-        self.module.eval()
-        self.history_ = hist
-        self.is_trained_ = True
-        return self
 
     def _setup_training(self, **opt):
         return None
@@ -573,7 +607,8 @@ class SCANVI(SCVI):
             return 0.0
         idx = self._next_labelled(min(self._batch_size, len(self._labelled_idx)))
         lmb = self._train_data.minibatch(idx)
-        z = self.module.inference(lmb.x, lmb.batch)["z"]
+        with frozen_batchnorm_stats(self.module):
+            z = self.module.inference(lmb.x, lmb.batch)["z"]
         return self.classification_ratio * self.module.classification_loss(z, lmb.label, self._coarse_tensor(idx))
 
     def _train_steps(self, data, rng, batch_size, kl_weight, optimizer, indices):

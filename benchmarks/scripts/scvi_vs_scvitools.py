@@ -1,0 +1,316 @@
+"""Native scVI / scANVI against scvi-tools 1.5 (a peer, never a dependency): speed and quality.
+
+Speed: training throughput (cells/s per epoch; wall clock and process CPU time) on simulated
+counts (default 20,000 cells x 2,000 genes, batch 128, the same architecture: 2 x 128 layers,
+10 latent dimensions, ZINB, latent library, gene dispersion), same thread count, each run a
+fresh process with OMP_WAIT_POLICY=PASSIVE; ours and the peer alternate, and each cell of the
+table is the median over repeats of the median epoch time after the first epoch.
+
+Quality: the same architecture, epochs and KL warm-up on a 90/10 cell split of the simulator
+and of a real shared dataset (cellbench_mixology, top variable genes): held-out -ELBO per cell
+(lower is better) and importance-sampled marginal log-likelihood (higher is better) for scVI;
+label-transfer accuracy on a batch whose labels are hidden, and batch entropy mixing, for scANVI.
+
+The peer runs under another interpreter (default /tmp/peers-venv/bin/python) in a subprocess:
+this file is also its worker (``--worker``), importing only numpy, anndata and scvi there.
+
+    .venv/bin/python benchmarks/scripts/scvi_vs_scvitools.py            # full (~30 min on 2 cores)
+    .venv/bin/python benchmarks/scripts/scvi_vs_scvitools.py --quick    # small, a few minutes
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PEER_PYTHON = os.environ.get("SCVI_TOOLS_PYTHON", "/tmp/peers-venv/bin/python")
+
+
+# --------------------------------------------------------------------------- workers
+def _set_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def worker_ours(job: dict) -> dict:
+    sys.path.insert(0, str(REPO))
+    import anndata as ad
+    import numpy as np
+
+    _set_threads(job["threads"])
+    from methods.native.scvi import SCANVI, SCVI
+
+    train = ad.read_h5ad(job["train"])
+    common = dict(n_latent=10, n_hidden=128, n_layers=2, gene_likelihood="zinb", library="latent", seed=job["seed"])
+    if job["model"] == "scvi":
+        model = SCVI(train, "batch", **common)
+    else:
+        model = SCANVI(train, "batch", "visible", scheme=job.get("scheme", "joint"),
+                       classifier_layers=job.get("classifier_layers", 2), classifier_hidden=128,
+                       classifier_epochs=job.get("classifier_epochs", 1), **common)
+    model.train(job["epochs"], batch_size=128, n_epochs_kl_warmup=job["warmup"])
+    out = {"epoch_wall_s": model.history_["epoch_wall_s"], "epoch_cpu_s": model.history_["epoch_cpu_s"]}
+    if job.get("test"):
+        test = ad.read_h5ad(job["test"])
+        out["neg_elbo"] = model.get_elbo(test)
+        if job["model"] == "scvi":
+            out["marginal_ll"] = model.get_marginal_ll(test, n_mc_samples=job.get("n_mc", 100))
+        np.save(job["latent"], model.get_latent_representation())
+        if job["model"] == "scanvi":
+            np.save(job["pred"], model.predict().astype(str))
+    return out
+
+
+def worker_peer(job: dict) -> dict:
+    import anndata as ad
+    import numpy as np
+    import scvi
+    from lightning.pytorch.callbacks import Callback
+
+    _set_threads(job["threads"])
+    scvi.settings.seed = job["seed"]
+    scvi.settings.dl_num_workers = 0
+
+    class EpochTimer(Callback):
+        def __init__(self):
+            self.wall, self.cpu = [], []
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            self._w, self._c = time.perf_counter(), time.process_time()
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            self.wall.append(time.perf_counter() - self._w)
+            self.cpu.append(time.process_time() - self._c)
+
+    train = ad.read_h5ad(job["train"])
+    # scvi-tools' SCANVI classifier has n_layers x n_hidden = 2 x 128, as ours is set above
+    arch = dict(n_latent=10, n_hidden=128, n_layers=2, gene_likelihood="zinb", use_observed_lib_size=False,
+                dispersion="gene")
+    if job["model"] == "scvi":
+        scvi.model.SCVI.setup_anndata(train, batch_key="batch")
+        model = scvi.model.SCVI(train, **arch)
+    else:
+        train.obs["visible_peer"] = train.obs["visible"].astype(object).fillna("Unknown").astype(str)
+        scvi.model.SCANVI.setup_anndata(train, batch_key="batch", labels_key="visible_peer",
+                                        unlabeled_category="Unknown")
+        model = scvi.model.SCANVI(train, **arch)
+    timer = EpochTimer()
+    model.train(max_epochs=job["epochs"], batch_size=128, train_size=1.0, check_val_every_n_epoch=None,
+                enable_progress_bar=False, logger=False, enable_checkpointing=False, callbacks=[timer],
+                plan_kwargs={"n_epochs_kl_warmup": job["warmup"], "lr": 1e-3, "eps": 0.01, "weight_decay": 1e-6})
+    out = {"epoch_wall_s": timer.wall, "epoch_cpu_s": timer.cpu}
+    if job.get("test"):
+        test = ad.read_h5ad(job["test"])
+        if job["model"] == "scanvi":
+            test.obs["visible_peer"] = test.obs["visible"].astype(object).fillna("Unknown").astype(str)
+        out["neg_elbo"] = float(-model.get_elbo(test, return_mean=False).mean())
+        if job["model"] == "scvi":
+            out["marginal_ll"] = float(model.get_marginal_ll(test, n_mc_samples=job.get("n_mc", 100),
+                                                             return_mean=False).mean())
+        np.save(job["latent"], model.get_latent_representation())
+        if job["model"] == "scanvi":
+            np.save(job["pred"], np.asarray(model.predict()).astype(str))
+    return out
+
+
+def run_worker(tool: str, job: dict, timeout: float = 3600) -> dict:
+    """Run one job in a fresh process of the right interpreter; returns its JSON result."""
+    python = sys.executable if tool == "ours" else PEER_PYTHON
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(job["threads"]),
+           "MKL_NUM_THREADS": str(job["threads"]), "PYTHONWARNINGS": "ignore"}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+        json.dump(job, fh)
+    res_path = fh.name + ".out"
+    cmd = [python, __file__, "--worker", tool, fh.name, res_path]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{tool} worker failed:\n{proc.stderr[-3000:]}")
+    return json.loads(Path(res_path).read_text())
+
+
+# --------------------------------------------------------------------------- data
+def make_speed_data(n_cells: int, n_genes: int, path: Path, seed: int = 0) -> dict:
+    sys.path.insert(0, str(REPO))
+    import numpy as np
+    import pandas as pd
+
+    import datasets
+
+    a = datasets.simulate(n_cells=n_cells, n_genes=n_genes, n_batches=2, n_cell_types=8, seed=seed)
+    vis = a.obs["cell_type"].astype(object).copy()
+    vis[np.random.default_rng(seed).random(a.n_obs) < 0.5] = np.nan  # half the cells labelled
+    a.obs["visible"] = pd.Categorical(vis)
+    del a.obsm["protein"]
+    a.write_h5ad(path)
+    return {"density": a.X.nnz / (a.n_obs * a.n_vars)}
+
+
+def make_quality_data(name: str, folder: Path, n_genes: int, seed: int = 0) -> dict:
+    """Train/test h5ad files (90/10 split of cells) with labels hidden in one batch."""
+    sys.path.insert(0, str(REPO))
+    import numpy as np
+    import pandas as pd
+
+    import datasets
+
+    if name == "simulated":
+        a = datasets.simulate(n_cells=3000, n_genes=n_genes, n_batches=2, n_cell_types=6, seed=seed)
+        query = str(a.obs["batch"].cat.categories[-1])
+    else:
+        a = datasets.load(name)
+        genes = datasets.preprocessing.select_hvg_seurat_v3(a, n_top=n_genes, batch_key="batch")
+        a = a[:, genes].copy()
+        counts = a.obs["batch"].value_counts()
+        query = "Drop-seq_3cl" if "Drop-seq_3cl" in counts.index else str(counts.index[-1])
+    a.obs = a.obs[["batch", "cell_type"]].copy()
+    for k in list(a.obsm):
+        del a.obsm[k]
+    a.uns = {}
+    a.var = a.var[[]]
+    vis = a.obs["cell_type"].astype(object).copy()
+    vis[(a.obs["batch"].astype(str) == query).to_numpy()] = np.nan
+    a.obs["visible"] = pd.Categorical(vis)
+    rng = np.random.default_rng(seed)
+    test = rng.random(a.n_obs) < 0.1
+    a[~test].copy().write_h5ad(folder / f"{name}_train.h5ad")
+    a[test].copy().write_h5ad(folder / f"{name}_test.h5ad")
+    return {"query_batch": query, "n_train": int((~test).sum()), "n_test": int(test.sum()), "n_genes": a.n_vars}
+
+
+# --------------------------------------------------------------------------- experiments
+def speed(args, folder: Path) -> list[dict]:
+    import numpy as np
+
+    data = folder / "speed.h5ad"
+    info = make_speed_data(args.n_cells, args.n_genes, data)
+    print(f"speed data: {args.n_cells} cells x {args.n_genes} genes, density {info['density']:.3f}", flush=True)
+    rows = []
+    for threads in args.threads:
+        for model in ("scvi", "scanvi"):
+            per = {"ours": [], "scvi-tools": []}
+            for rep in range(args.repeats):
+                for tool in ("ours", "scvi-tools"):  # alternate so both see the same machine load
+                    job = {"train": str(data), "model": model, "threads": threads, "epochs": args.speed_epochs,
+                           "warmup": 400, "seed": rep, "scheme": "joint"}
+                    res = run_worker("ours" if tool == "ours" else "peer", job)
+                    wall = np.median(res["epoch_wall_s"][1:] or res["epoch_wall_s"])
+                    cpu = np.median(res["epoch_cpu_s"][1:] or res["epoch_cpu_s"])
+                    per[tool].append((args.n_cells / wall, args.n_cells / cpu))
+                    print(f"  {model} threads={threads} rep={rep} {tool}: {args.n_cells / wall:,.0f} cells/s wall, "
+                          f"{args.n_cells / cpu:,.0f} cells/CPU-s", flush=True)
+            ours, peer = np.median(per["ours"], axis=0), np.median(per["scvi-tools"], axis=0)
+            rows.append({"model": model, "threads": threads, "ours_cells_s": ours[0], "peer_cells_s": peer[0],
+                         "ratio_wall": ours[0] / peer[0], "ours_cells_cpu_s": ours[1], "peer_cells_cpu_s": peer[1],
+                         "ratio_cpu": ours[1] / peer[1]})
+    return rows
+
+
+def quality(args, folder: Path) -> list[dict]:
+    sys.path.insert(0, str(REPO))
+    import anndata as ad
+    import numpy as np
+
+    from benchmark.metrics import batch_entropy_mixing
+
+    rows = []
+    for name in args.quality_datasets:
+        info = make_quality_data(name, folder, args.quality_genes)
+        print(f"quality data {name}: {info}", flush=True)
+        train = ad.read_h5ad(folder / f"{name}_train.h5ad")
+        hidden = train.obs["visible"].isna().to_numpy()
+        truth = train.obs["cell_type"].astype(str).to_numpy()
+        batches = train.obs["batch"].astype(str).to_numpy()
+        for model in ("scvi", "scanvi"):
+            for tool in ("ours", "scvi-tools"):
+                job = {"train": str(folder / f"{name}_train.h5ad"), "test": str(folder / f"{name}_test.h5ad"),
+                       "model": model, "threads": args.quality_threads, "epochs": args.quality_epochs,
+                       "warmup": args.quality_warmup, "seed": 0, "n_mc": args.n_mc,
+                       "latent": str(folder / f"{name}_{model}_{tool}_z.npy"),
+                       "pred": str(folder / f"{name}_{model}_{tool}_pred.npy"),
+                       "scheme": "joint"}
+                res = run_worker("ours" if tool == "ours" else "peer", job)
+                z = np.load(job["latent"])
+                row = {"dataset": name, "model": model, "tool": tool, "neg_elbo_test": res["neg_elbo"],
+                       "marginal_ll_test": res.get("marginal_ll", float("nan")),
+                       "batch_entropy_mixing": batch_entropy_mixing(z, batches, k=50, seed=0),
+                       "train_s": float(np.sum(res["epoch_wall_s"]))}
+                if model == "scanvi":
+                    pred = np.load(job["pred"])
+                    row["transfer_accuracy"] = float(np.mean(pred[hidden] == truth[hidden]))
+                rows.append(row)
+                print("  ", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+    return rows
+
+
+def print_tables(speed_rows, quality_rows) -> None:
+    import pandas as pd
+
+    pd.set_option("display.width", 160)
+    if speed_rows:
+        df = pd.DataFrame(speed_rows)
+        print("\nTraining throughput (cells/s per epoch; ratio = ours / scvi-tools, same run, same threads)")
+        print(df.to_string(index=False, float_format=lambda v: f"{v:,.2f}" if v < 100 else f"{v:,.0f}"))
+    if quality_rows:
+        df = pd.DataFrame(quality_rows)
+        print("\nHeld-out quality (same architecture, epochs, KL warm-up): -ELBO lower is better, marginal LL higher")
+        print(df.to_string(index=False, float_format=lambda v: f"{v:,.3f}"))
+        piv = df.pivot_table(index=["dataset", "model"], columns="tool",
+                             values=[c for c in ("neg_elbo_test", "marginal_ll_test", "transfer_accuracy",
+                                                 "batch_entropy_mixing") if c in df]).dropna(axis=1, how="all")
+        print("\nOurs minus scvi-tools (negative -ELBO difference and positive LL / accuracy / mixing = ours better)")
+        diff = pd.DataFrame({m: piv[m]["ours"] - piv[m]["scvi-tools"] for m in piv.columns.levels[0] if m in piv})
+        print(diff.to_string(float_format=lambda v: f"{v:+.3f}"))
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
+    p.add_argument("--n-cells", type=int, default=20_000)
+    p.add_argument("--n-genes", type=int, default=2_000)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--speed-epochs", type=int, default=3)
+    p.add_argument("--quality-datasets", nargs="+", default=["simulated", "cellbench_mixology"])
+    p.add_argument("--quality-genes", type=int, default=1000)
+    p.add_argument("--quality-epochs", type=int, default=200)
+    p.add_argument("--quality-warmup", type=int, default=100)
+    p.add_argument("--quality-threads", type=int, default=1)
+    p.add_argument("--n-mc", type=int, default=100)
+    p.add_argument("--skip-speed", action="store_true")
+    p.add_argument("--skip-quality", action="store_true")
+    p.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.n_cells, args.n_genes, args.threads, args.repeats, args.speed_epochs = 4000, 1000, [1], 1, 3
+        args.quality_epochs, args.quality_warmup, args.n_mc, args.quality_datasets = 30, 15, 20, ["simulated"]
+    if not Path(PEER_PYTHON).exists():
+        sys.exit(f"scvi-tools interpreter {PEER_PYTHON} not found: run ../shared/tools/install_peers.sh "
+                 "or set SCVI_TOOLS_PYTHON")
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        speed_rows = [] if args.skip_speed else speed(args, folder)
+        quality_rows = [] if args.skip_quality else quality(args, folder)
+    print_tables(speed_rows, quality_rows)
+    print(f"\n(total {time.time() - t0:.0f} s; OMP_WAIT_POLICY=PASSIVE; speed threads {args.threads}; "
+          f"quality threads {args.quality_threads})")
+    if args.out:
+        args.out.write_text(json.dumps({"speed": speed_rows, "quality": quality_rows, "args": vars(args)},
+                                       indent=1, default=str))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        tool, job_path, out_path = sys.argv[2], sys.argv[3], sys.argv[4]
+        job = json.loads(Path(job_path).read_text())
+        result = worker_ours(job) if tool == "ours" else worker_peer(job)
+        Path(out_path).write_text(json.dumps(result))
+    else:
+        main()
