@@ -155,3 +155,18 @@ def test_scanvi_label_conditioned_de(adata):
     planted = np.zeros(adata.n_vars, bool)
     planted[:6] = True
     assert roc_auc_score(planted, de["score"]) > 0.9
+
+
+def test_query_mapping_embeds_and_labels_an_unseen_batch(adata):
+    ref = adata[adata.obs["batch"] == "b0"].copy()
+    query = adata[adata.obs["batch"] == "b1"].copy()
+    m = SCANVI(ref, "batch", "cell_type", scheme="joint", n_hidden=32, classifier_hidden=32, seed=0).train(20)
+    z = m.get_latent_representation(query)
+    assert z.shape == (query.n_obs, 10) and np.isfinite(z).all()
+    truth = query.obs["cell_type"].astype(str).to_numpy()
+    assert (m.predict(query) == truth).mean() > 0.8
+    # generative queries for an unseen batch need an explicit transform_batch
+    with pytest.raises(MethodInputError, match="transform_batch"):
+        m.get_normalized_expression(query, transform_batch=None)
+    scale = m.get_normalized_expression(query, transform_batch="b0")
+    np.testing.assert_allclose(scale.sum(1), 1.0, rtol=1e-4)

@@ -146,7 +146,7 @@ class SCVI:
         if (codes < 0).any() and not allow_unknown_batches:
             raise MethodInputError(
                 f"obs[{self.batch_key!r}] holds batches the model was not trained on; "
-                f"known batches: {self.batches}"
+                f"known batches: {self.batches} (decode such cells with transform_batch=<a known batch>)"
             )
         if (codes < 0).any() and self.module.encode_covariates:
             raise MethodInputError("a model trained with encode_covariates=True cannot encode unseen batches")
@@ -608,7 +608,7 @@ class SCANVI(SCVI):
         idx = self._next_labelled(min(self._batch_size, len(self._labelled_idx)))
         lmb = self._train_data.minibatch(idx)
         with frozen_batchnorm_stats(self.module):
-            z = self.module.inference(lmb.x, lmb.batch)["z"]
+            z = self.module.encode_z(lmb.x, lmb.batch)
         return self.classification_ratio * self.module.classification_loss(z, lmb.label, self._coarse_tensor(idx))
 
     def _train_steps(self, data, rng, batch_size, kl_weight, optimizer, indices):

@@ -69,6 +69,22 @@ class FCLayers(nn.Module):
         return x
 
 
+    def forward_first_units(self, x: torch.Tensor, cat: Optional[torch.Tensor], n_units: int) -> torch.Tensor:
+        """A one-layer stack evaluated for its first ``n_units`` outputs only (same function)."""
+        lin, norm = self.linears[0], self.norms[0]
+        n_in = lin.in_features - (self.n_cat if self.cat_layers[0] else 0)
+        h = F.linear(x, lin.weight[:n_units, :n_in], lin.bias[:n_units])
+        if self.cat_layers[0] and cat is not None:
+            h = h + lin.weight[:n_units, n_in:].t()[cat]
+        use_batch_stats = self.training or norm.running_mean is None
+        h = F.batch_norm(h, norm.running_mean[:n_units].clone(), norm.running_var[:n_units].clone(),
+                         norm.weight[:n_units], norm.bias[:n_units], use_batch_stats, 0.0, norm.eps)
+        h = F.relu(h)
+        if self.dropout > 0:
+            h = F.dropout(h, self.dropout, self.training)
+        return h
+
+
 class GaussianHead(nn.Module):
     """Mean and variance (exp link + floor) of a diagonal Gaussian from hidden units."""
 
@@ -148,6 +164,15 @@ class VAE(nn.Module):
             log_lib = torch.log(x.sum(-1, keepdim=True).clamp(min=1.0))
             out["log_library"] = log_lib.expand(shape + log_lib.shape) if n_samples else log_lib
         return out
+
+    def encode_z(self, x: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        """One draw of q(z|x) without the library encoder (running statistics untouched)."""
+        cat = batch if self.encode_covariates else None
+        hz = self.encoder_first.forward_first_units(torch.log1p(x), cat, self.n_hidden)
+        if self.z_encoder_rest is not None:
+            hz = self.z_encoder_rest(hz, cat)
+        qz_m, qz_v = self.z_head(hz)
+        return qz_m + qz_v.sqrt() * torch.randn_like(qz_m)
 
     # ---------------------------------------------------------------- generative
     def decode_scale_logits(self, z: torch.Tensor, batch: Optional[torch.Tensor]):
