@@ -96,4 +96,4 @@ def test_de_bayes_factors_recover_planted_genes_on_simulator():
     # signs agree with the true fold change for the strongly called genes
     called = de.loc[truth.gene[truth.gene.isin(de.index[de["is_de"]])]]
     sign_truth = np.sign(truth.set_index("gene").loc[called.index, "log2_fold_change"])
-    assert (np.sign(called["score"]) == sign_truth).mean() > 0.9
+    assert (np.sign(called["signed_score"]) == sign_truth).mean() > 0.9

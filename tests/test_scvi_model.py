@@ -145,7 +145,7 @@ def test_bayes_factor_de_recovers_planted_genes(trained_scvi, adata):
     auroc = roc_auc_score(planted, de["score"].abs())
     assert auroc > 0.9
     # direction: A's genes higher in A (log K > 0), B's genes lower
-    assert (de["score"].iloc[:6] > 0).all() and (de["score"].iloc[6:12] < 0).all()
+    assert (de["bayes_factor"].iloc[:6] > 0).all() and (de["bayes_factor"].iloc[6:12] < 0).all()
     assert (de["lfc_mean"].iloc[:6] > 0.2).all()
 
 

@@ -21,14 +21,16 @@ def select_genes(adata, how: str, n_top: int, batch_key: str | None) -> list:
     """Gene names for the PCA (``how`` in :data:`GENE_CHOICES`)."""
     from datasets import preprocessing as pp
 
-    if how == "all":
+    if how not in GENE_CHOICES:
+        raise MethodInputError(f"params['genes'] must be one of {GENE_CHOICES}, got {how!r}")
+    if how == "all" or n_top >= adata.n_vars:
+        # nothing to select (e.g. the scenario already chose the genes); the seurat_v3 loess
+        # can also fail ("near singularities") on such already-filtered inputs
         return list(adata.var_names)
     key = batch_key if batch_key in adata.obs and adata.obs[batch_key].nunique() > 1 else None
     if how == "seurat_v3":
         return pp.select_hvg_seurat_v3(adata, n_top=n_top, batch_key=key)
-    if how == "dispersion":
-        return pp.select_genes_by_dispersion(adata, n_top=n_top, batch_key=key)
-    raise MethodInputError(f"params['genes'] must be one of {GENE_CHOICES}, got {how!r}")
+    return pp.select_genes_by_dispersion(adata, n_top=n_top, batch_key=key)
 
 
 def pca_embedding(adata, n_comps: int = 10, *, genes: str = "seurat_v3", n_top: int = 2000,

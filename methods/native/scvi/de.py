@@ -56,10 +56,12 @@ def expression_fraction(X, mask: np.ndarray) -> np.ndarray:
 
 def de_table(genes, proba: np.ndarray, lfc_mean: np.ndarray, lfc_median: np.ndarray,
              frac1: np.ndarray, frac2: np.ndarray, group1: str, group2: str) -> pd.DataFrame:
-    """Tidy per-gene table: score = log K (group1 > group2), probability, LFC, fractions."""
+    """Tidy per-gene table: score = |log K| (evidence for a difference in either direction,
+    higher = more DE, as the method contract asks), signed_score = bayes_factor = log K
+    (group1 > group2), probability, LFC, fractions."""
     k = bayes_factor(proba)
     return pd.DataFrame(
-        {"score": k, "bayes_factor": k, "proba": proba, "lfc_mean": lfc_mean, "lfc_median": lfc_median,
+        {"score": np.abs(k), "signed_score": k, "bayes_factor": k, "proba": proba, "lfc_mean": lfc_mean, "lfc_median": lfc_median,
          "expr_frac1": frac1, "expr_frac2": frac2, "is_de": np.abs(k) > STRONG_EVIDENCE,
          "group1": group1, "group2": group2},
         index=pd.Index(genes, name="gene"),
