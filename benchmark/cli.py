@@ -87,15 +87,19 @@ def check_datasets(scenarios: list, datasets: Optional[list]) -> None:
 
 
 def check_methods(scenarios: list, methods: Optional[list]) -> None:
-    """Each --methods name must be a method (registry name or row label) of a chosen scenario."""
+    """Each --methods name must be a method of a chosen scenario (registry name or row label), or
+    a registered method (a plug-in, say) that can produce what one of them scores."""
     if not methods:
         return
+    from methods.registry import RegistryError
+
+    from .runner import _check_methods
     from .scenarios import SCENARIOS
 
-    valid = {x for s in scenarios for r in SCENARIOS[s].runs() for x in (r.label, r.method)}
-    for m in methods:
-        if m not in valid:
-            raise CLIError(_unknown("method", m, valid).args[0] + f" (methods of scenario(s) {', '.join(scenarios)})")
+    try:
+        _check_methods([SCENARIOS[s] for s in scenarios], methods)
+    except RegistryError as exc:
+        raise CLIError(f"{exc} (scenario(s) {', '.join(scenarios)})") from None
 
 
 # ----------------------------------------------------------------------------- sub-commands

@@ -317,9 +317,11 @@ def plan(scenarios: Sequence, profile, *, datasets=None, methods=None, seeds=Non
                     if progress:
                         print(f"[{sc.name}] {source}: {status}: {exc}", file=sys.stderr)
                     continue
+                guests = guest_runs(sc, methods)
                 for inp in built:
-                    for run in profile.methods_for(sc.name, sc.runs()):
-                        if inp.methods is not None and run.label not in inp.methods:
+                    for run in profile.methods_for(sc.name, sc.runs()) + guests:
+                        if inp.methods is not None and run.label not in inp.methods \
+                                and not (run in guests and _guest_fits(run, inp, sc)):
                             continue
                         if wanted_methods and run.label not in wanted_methods and run.method not in wanted_methods:
                             continue
@@ -435,13 +437,56 @@ def run(scenarios, *, datasets=None, methods=None, profile="quick", seeds=None, 
     return R.to_frame(all_rows)
 
 
+def guest_runs(sc, methods) -> tuple:
+    """Registered methods asked for by name that the scenario does not list itself (a plug-in,
+    say): they join the scenario when they can produce what it scores (``sc.outputs``)."""
+    from methods import registry
+    from benchmark.scenarios.base import MethodRun
+
+    listed = {r.label for r in sc.runs()} | {r.method for r in sc.runs()}
+    out = []
+    for name in methods or ():
+        if name in listed:
+            continue
+        try:
+            spec = registry.get(name)
+        except registry.RegistryError:
+            continue
+        if any(spec.can(c) for c in sc.outputs):
+            out.append(MethodRun(label=name, method=name))
+    return tuple(out)
+
+
+def _guest_fits(run, inp, sc) -> bool:
+    """A guest method runs on an input restricted to some methods when it is of their kind
+    (uses labels or not) — e.g. an unsupervised embedding joins the unsupervised input."""
+    from methods import registry
+
+    guest = registry.get(run.method).uses_labels
+    for r in sc.runs():
+        if r.label in inp.methods:
+            try:
+                if registry.get(r.method).uses_labels == guest:
+                    return True
+            except registry.RegistryError:
+                continue
+    return False
+
+
 def _check_methods(scs, methods) -> None:
+    from methods import registry
     from methods.registry import RegistryError, unknown_name_message
 
     known = {r.label for sc in scs for r in sc.runs()} | {r.method for sc in scs for r in sc.runs()}
-    bad = [m for m in methods if m not in known]
-    if bad:
-        raise RegistryError(unknown_name_message("method", bad[0], known) + " (for the chosen scenarios)")
+    for m in methods:
+        if m in known or any(r.label == m for sc in scs for r in guest_runs(sc, [m])):
+            continue
+        if m in registry.all_methods():
+            needs = sorted({c for sc in scs for c in sc.outputs})
+            raise RegistryError(f"method {m!r} can do {list(registry.get(m).capabilities)}, but the chosen "
+                                f"scenarios need one of {needs}")
+        raise RegistryError(unknown_name_message("method", m, known | set(registry.all_methods()))
+                            )
 
 
 def _progress(total: int, enabled: bool):
