@@ -7,7 +7,7 @@ export MPLBACKEND ?= Agg
 
 ## make benchmark: set up, run every scenario (quick profile) and build the HTML report
 benchmark: setup
-	$(PY) -m benchmark run all --quick
+	$(PY) -m benchmark run all --quick --jobs 2
 
 ## make test: set up, run the test suite, then the accuracy regression check
 test: setup-test
