@@ -70,7 +70,7 @@ QUICK = Profile(
     heldout_max_types=1,
     both_directions=False,
     method_params={"scvi": {"n_epochs": 20},
-                   **{m: {"n_epochs": 20, "classifier_epochs": 10} for m in ("scanvi", "scanvi_hierarchical")}},
+                   **{m: {"n_epochs": 20, "classifier_epochs": 10} for m in ("scanvi", "scanvi_joint", "scanvi_hierarchical")}},
     scenario_sources={  # the stand-ins only (the paper's own datasets run in "paper" when cached)
         "pair": ("simulated", "cellbench_mixology", "pbmc_facs+pbmc3k"),
         "heldout": ("cellbench_mixology",),
@@ -96,7 +96,7 @@ PAPER = Profile(
     k_values=(10, 20, 50, 100, 200, 300, 400, 500),
     n_genes=2000,
     max_cells=None,
-    method_params={"scvi": {"n_epochs": 400}, "scanvi": {"n_epochs": 400}},
+    method_params={"scvi": {"n_epochs": 400}, "scanvi": {"n_epochs": 400}, "scanvi_joint": {"n_epochs": 400}},
     time_limit=6 * 3600.0,
     memory_limit_gb=20.0,
     heldout_max_types=None,
