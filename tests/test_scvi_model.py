@@ -170,3 +170,35 @@ def test_query_mapping_embeds_and_labels_an_unseen_batch(adata):
         m.get_normalized_expression(query, transform_batch=None)
     scale = m.get_normalized_expression(query, transform_batch="b0")
     np.testing.assert_allclose(scale.sum(1), 1.0, rtol=1e-4)
+
+
+_TWO_THREAD_SCRIPT = """
+import hashlib, sys
+import numpy as np, pandas as pd, anndata as ad, scipy.sparse as sp, torch
+torch.set_num_threads(2)
+from methods.native.scvi import SCANVI
+rng = np.random.default_rng(0)
+types, batch = rng.integers(0, 4, 300), rng.integers(0, 2, 300)
+mu = rng.gamma(2.0, 2.0, (1, 60)) * (1 + 7 * (types[:, None] == np.arange(60)[None] % 4))
+X = rng.poisson(mu).astype(np.float32)
+vis = np.where(rng.random(300) < 0.7, None, np.array(list("ABCD"))[types]).astype(object)
+obs = pd.DataFrame({"batch": pd.Categorical(np.array(["b0", "b1"])[batch]), "visible": pd.Categorical(vis)},
+                   index=[f"c{i}" for i in range(300)])
+a = ad.AnnData(sp.csr_matrix(X), obs=obs, var=pd.DataFrame(index=[f"g{j}" for j in range(60)]))
+m = SCANVI(a, "batch", "visible", scheme=sys.argv[1], seed=0).train(3)
+print(hashlib.sha256(np.ascontiguousarray(m.get_latent_representation()).tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.parametrize("scheme", ["alternating"])
+def test_scanvi_bitwise_repeatable_with_two_threads(scheme):
+    """Two fresh processes with 2 torch threads give identical latents (the (cell, class)
+    rows pass the size where indexing backward would switch to thread-ordered atomic adds)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    run = lambda: subprocess.run([sys.executable, "-c", _TWO_THREAD_SCRIPT, scheme], cwd=root, check=True,
+                                 capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    assert run() == run()

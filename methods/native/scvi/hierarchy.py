@@ -46,5 +46,6 @@ def hierarchical_log_probs(fine_logits: torch.Tensor, coarse_logits: torch.Tenso
     masked = fine_logits.unsqueeze(-2).masked_fill(~member, float("-inf"))  # (n, K, C)
     group_lse = torch.logsumexp(masked, dim=-1)  # (n, K)
     log_coarse = torch.log_softmax(coarse_logits, dim=-1)
-    log_fine = fine_logits - group_lse[..., parent] + log_coarse[..., parent]
+    # index_select, not [..., parent]: a fixed-order backward under several threads
+    log_fine = fine_logits - group_lse.index_select(-1, parent) + log_coarse.index_select(-1, parent)
     return log_fine, log_coarse
