@@ -59,7 +59,9 @@ class FCLayers(nn.Module):
                 n_in = lin.in_features - self.n_cat
                 h = F.linear(x, lin.weight[:, :n_in], lin.bias)
                 if cat is not None:
-                    h = h + lin.weight[:, n_in:].t()[cat]
+                    # embedding, not W.t()[cat]: advanced indexing's backward adds in parallel
+                    # (run-to-run different bits) once it has >= 32768 entries and threads > 1
+                    h = h + F.embedding(cat, lin.weight[:, n_in:].t())
                 x = h
             else:
                 x = lin(x)
@@ -75,7 +77,7 @@ class FCLayers(nn.Module):
         n_in = lin.in_features - (self.n_cat if self.cat_layers[0] else 0)
         h = F.linear(x, lin.weight[:n_units, :n_in], lin.bias[:n_units])
         if self.cat_layers[0] and cat is not None:
-            h = h + lin.weight[:n_units, n_in:].t()[cat]
+            h = h + F.embedding(cat, lin.weight[:n_units, n_in:].t())
         use_batch_stats = self.training or norm.running_mean is None
         h = F.batch_norm(h, norm.running_mean[:n_units].clone(), norm.running_var[:n_units].clone(),
                          norm.weight[:n_units], norm.bias[:n_units], use_batch_stats, 0.0, norm.eps)
@@ -190,10 +192,10 @@ class VAE(nn.Module):
         if self.dispersion == "gene":
             return self.log_theta
         if self.dispersion == "gene-batch":
-            return self.log_theta[batch]
+            return self.log_theta.index_select(0, batch)  # deterministic backward (see FCLayers)
         if label is None:
             raise ValueError("dispersion='gene-label' needs the cell labels")
-        return self.log_theta[label.clamp(min=0)]
+        return self.log_theta.index_select(0, label.clamp(min=0))
 
     def generative(self, z, log_library, batch, label=None) -> dict:
         log_scale, pi = self.decode_scale_logits(z, batch)

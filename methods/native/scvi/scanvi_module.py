@@ -25,30 +25,6 @@ from .hierarchy import hierarchical_log_probs
 from .module import VAE, FCLayers, GaussianHead
 
 
-class LabelFCLayers(FCLayers):
-    """FCLayers with the class one-hot block looked up by ``F.embedding`` (same function).
-
-    Why: the backward of advanced indexing (``W.t()[cat]``) accumulates with parallel atomic
-    adds once it has >= 32768 entries and more than one thread runs, so the sum order, and
-    the last bits of the weights, changed between runs. The (cell, class) pairs of scANVI
-    (n_unlabelled x C rows x n_hidden) pass that size; embedding's backward sums in a fixed order.
-    """
-
-    def forward(self, x: torch.Tensor, cat: Optional[torch.Tensor] = None) -> torch.Tensor:
-        for lin, norm, with_cat in zip(self.linears, self.norms, self.cat_layers):
-            if with_cat:
-                n_in = lin.in_features - self.n_cat
-                x = F.linear(x, lin.weight[:, :n_in], lin.bias)
-                if cat is not None:
-                    x = x + F.embedding(cat, lin.weight[:, n_in:].t())
-            else:
-                x = lin(x)
-            x = F.relu(norm(x))
-            if self.dropout > 0:
-                x = F.dropout(x, self.dropout, self.training)
-        return x
-
-
 class Classifier(nn.Module):
     """q(c | z): fully connected layers then a softmax (paper: 2 x 256 single dataset, 1 x 128 transfer)."""
 
@@ -94,9 +70,9 @@ class SCANVAE(VAE):
             self.classifier = Classifier(d, n_labels, classifier_layers, classifier_hidden, p)
         else:
             self.classifier = HierarchicalClassifier(d, hierarchy_parent, n_coarse, classifier_layers, classifier_hidden, p)
-        self.u_encoder = LabelFCLayers(d, h, L, h, n_cat=n_labels, dropout=p)
+        self.u_encoder = FCLayers(d, h, L, h, n_cat=n_labels, dropout=p)
         self.u_head = GaussianHead(h, d)
-        self.z_decoder = LabelFCLayers(d, h, L, h, n_cat=n_labels, dropout=0.0)
+        self.z_decoder = FCLayers(d, h, L, h, n_cat=n_labels, dropout=0.0)
         self.z_prior_head = GaussianHead(h, d)
 
     def classifier_parameters(self):
