@@ -93,4 +93,4 @@ fi
 if [ ${#SKIPPED[@]} -gt 0 ]; then
   for s in "${SKIPPED[@]}"; do say "SKIPPED: $s"; done
 fi
-say "ready: $("$PY" -c 'import torch, anndata, numpy; print("torch", torch.__version__, "| anndata", anndata.__version__, "| numpy", numpy.__version__)')"
+say "ready: $("$PY" -c 'from importlib.metadata import version as v; print(" | ".join(f"{p} {v(p)}" for p in ("torch", "anndata", "numpy")))')"
