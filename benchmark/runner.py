@@ -26,7 +26,6 @@ import re
 import shutil
 import sys
 import threading
-import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,7 +297,7 @@ def plan(scenarios: Sequence, profile, *, datasets=None, methods=None, seeds=Non
     Returns (jobs, problem_rows): an input that cannot be built (dataset missing, a build error)
     becomes one skipped/failed row instead of stopping the run.
     """
-    from benchmark.scenarios import SCENARIOS, get_scenario  # noqa: F401
+    from benchmark.scenarios import get_scenario
 
     jobs, problems = [], []
     wanted_methods = set(methods) if methods else None

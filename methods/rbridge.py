@@ -22,7 +22,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .base import MethodUnavailable
+from .base import MethodInputError, MethodUnavailable
 
 _LOCK = threading.RLock()
 _STATE: dict = {"ready": False}
@@ -268,3 +268,20 @@ def r_vector_to_numpy(v) -> np.ndarray:
     if ro.r["is.character"](v)[0]:
         return np.array(list(v), dtype=object)
     return np.array(v)
+
+
+def choose_backend(requested: str, r_package: str) -> str:
+    """``"python"`` or ``"r"`` for a method with both a Python port and an R original:
+    ``auto`` takes R ``r_package`` when it (and rpy2) are installed."""
+    if requested not in ("auto", "python", "r"):
+        raise MethodInputError(f"params['backend'] must be 'auto', 'python' or 'r', got {requested!r}")
+    if requested == "python":
+        return "python"
+    import importlib.util
+
+    from .registry import installed_r_packages
+
+    have_r = importlib.util.find_spec("rpy2") is not None and r_package in (installed_r_packages() or ())
+    if requested == "r" and not have_r:
+        raise MethodUnavailable(f"R package {r_package} (with rpy2) is not installed; use params backend='python'")
+    return "r" if have_r else "python"

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..base import MethodInputError, MethodUnavailable
+from ..base import MethodInputError
+from ..rbridge import choose_backend
 from ..registry import register
 from ._peers_common import batch_vector, counts_csr, log_normalize, need_batches, pca
 
@@ -53,22 +54,6 @@ function(x, batch, levels, k, d, ndist, cos_norm) {
   list(corrected = pcs, version = as.character(utils::packageVersion("batchelor")))
 }
 """
-
-
-def choose_backend(requested: str) -> str:
-    """``"python"`` or ``"r"``: ``auto`` takes R batchelor when it (and rpy2) are installed."""
-    if requested not in ("auto", "python", "r"):
-        raise MethodInputError(f"params['backend'] must be 'auto', 'python' or 'r', got {requested!r}")
-    if requested == "python":
-        return "python"
-    import importlib.util
-
-    from ..registry import installed_r_packages
-
-    have_r = importlib.util.find_spec("rpy2") is not None and "batchelor" in (installed_r_packages() or ())
-    if requested == "r" and not have_r:
-        raise MethodUnavailable("R package batchelor (with rpy2) is not installed; use params backend='python'")
-    return "r" if have_r else "python"
 
 
 def _batches_in_order(adata, task) -> tuple[np.ndarray, list]:
@@ -117,7 +102,7 @@ def mnn(adata, task):
     p = task.params
     batches, levels = _batches_in_order(adata, task)
     x = log_normalize(counts_csr(adata)).toarray()
-    backend = choose_backend(p.get("backend", "auto"))
+    backend = choose_backend(p.get("backend", "auto"), "batchelor")
     kwargs = dict(k=int(p.get("k", 20)), sigma=float(p.get("sigma", 0.1)),
                   cos_norm_in=bool(p.get("cos_norm_in", True)), cos_norm_out=bool(p.get("cos_norm_out", True)),
                   var_adj=bool(p.get("var_adj", True)))
@@ -161,7 +146,7 @@ def fastmnn(adata, task):
     d = int(min(int(p.get("d", 50)), x.shape[0] - 1, x.shape[1]))
     if d < 1:
         raise MethodInputError(f"fastmnn needs at least 2 cells and 1 gene, got shape {x.shape}")
-    backend = choose_backend(p.get("backend", "auto"))
+    backend = choose_backend(p.get("backend", "auto"), "batchelor")
     k, ndist, cos_norm = int(p.get("k", 20)), float(p.get("ndist", 3.0)), bool(p.get("cos_norm", True))
     extras = {"backend": backend, "merge_order": levels, "d": d}
     if backend == "r":

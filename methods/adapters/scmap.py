@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..base import MethodInputError, MethodUnavailable
+from ..base import MethodInputError
+from ..rbridge import choose_backend
 from ..registry import register
 from ._peers_common import counts_csr
 
@@ -61,22 +62,6 @@ function(counts, logcounts, genes, labels, is_ref, mode, n_features, threshold, 
        cells = t(scr$ref$cells), sims = t(scr$ref$similarities), version = version)
 }
 """
-
-
-def choose_backend(requested: str) -> str:
-    """``"python"`` or ``"r"``: ``auto`` takes R scmap when it (and rpy2) are installed."""
-    if requested not in ("auto", "python", "r"):
-        raise MethodInputError(f"params['backend'] must be 'auto', 'python' or 'r', got {requested!r}")
-    if requested == "python":
-        return "python"
-    import importlib.util
-
-    from ..registry import installed_r_packages
-
-    have_r = importlib.util.find_spec("rpy2") is not None and "scmap" in (installed_r_packages() or ())
-    if requested == "r" and not have_r:
-        raise MethodUnavailable("R package scmap (with rpy2) is not installed; use params backend='python'")
-    return "r" if have_r else "python"
 
 
 def _reference_and_query(adata, task, method: str):
@@ -145,7 +130,7 @@ def scmap_cluster(adata, task):
     p = task.params
     counts, logc, genes, ref_labels, is_ref = _reference_and_query(adata, task, "scmap_cluster")
     threshold = float(p.get("threshold", 0.7))
-    backend = choose_backend(p.get("backend", "auto"))
+    backend = choose_backend(p.get("backend", "auto"), "scmap")
     extras = {"backend": backend}
     if backend == "r":
         from .. import rbridge
@@ -187,7 +172,7 @@ def scmap_cell(adata, task):
                                f"got {int(is_ref.sum())}")
     if w < 3:
         raise MethodInputError(f"params['w'] must be >= 3 (scmapCell2Cluster reads the first 3 neighbours), got {w}")
-    backend = choose_backend(p.get("backend", "auto"))
+    backend = choose_backend(p.get("backend", "auto"), "scmap")
     if backend == "r" and (p.get("M") is not None or p.get("k") is not None):
         backend = "python"  # the R path runs scmap's defaults only; keep the requested M/k
     ref_rows = np.flatnonzero(is_ref)

@@ -93,7 +93,6 @@ def count_nll_training(likelihood: str, x: torch.Tensor, nz: SparseCounts, log_m
       x > 0: w - softplus(-pi_logits) + [x terms]
     so a dense entry costs where(x > 0, w, softplus(w)) - softplus(-pi_logits).
     """
-    n = x.shape[0]
     if likelihood == "poisson":
         return -(x * log_mu).sum(-1) + log_mu.exp().sum(-1)
     theta = log_theta.exp()

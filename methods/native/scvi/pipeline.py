@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 from typing import Optional
 
-import numpy as np
-import pandas as pd
 
 from methods.base import MethodInputError, MethodUnavailable
 
