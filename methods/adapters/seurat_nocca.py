@@ -1,0 +1,83 @@
+"""Seurat's standard pipeline without CCA, a Python baseline between the uncorrected PCA and a real
+integration: LogNormalize (1e4) -> seurat_v3 HVGs -> ``ScaleData(split.by = batch)`` -> PCA.
+
+Scaling each gene within each batch removes every batch's per-gene mean and variance shift (the
+first-order batch effect) but nothing that depends on the cell state, so it is the "CCA-free"
+control of what Seurat's integration adds (issue #5, "Python baselines"; the paper benchmarks
+"Seurat Alignment" (CCA, 10 vectors) and "Seurat PCA", Online Methods "Algorithms for benchmarking";
+10 components here too).
+
+``scale_data`` follows Seurat 4.3 ``ScaleData.default`` / ``FastRowScale`` (checked against R in
+tests/test_seurat_nocca.py): per split group, centre on the group mean, divide by the group sd
+(n - 1), clip values *above* ``scale.max`` = 10 only, and set genes constant within the group to 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..base import MethodInputError
+from ..registry import register
+from .pca import select_genes
+
+#: Seurat's ScaleData default ``scale.max``
+SCALE_MAX = 10.0
+
+
+def scale_data(X, groups=None, scale_max: float = SCALE_MAX) -> np.ndarray:
+    """Seurat ``ScaleData(split.by = groups)`` of a cells x genes matrix: z-score each gene within
+    each group (sd with n - 1), clip above ``scale_max``; constant genes (or one-cell groups) -> 0."""
+    X = X.toarray() if sp.issparse(X) else np.asarray(X)
+    X = X.astype(np.float64)
+    g = np.zeros(X.shape[0], dtype=int) if groups is None else pd.factorize(np.asarray(groups))[0]
+    if len(g) != X.shape[0]:
+        raise MethodInputError(f"groups has {len(g)} entries for {X.shape[0]} cells; pass one batch per cell")
+    if (g < 0).any():
+        raise MethodInputError("groups contains NaN; every cell needs a batch for ScaleData(split.by=)")
+    out = np.zeros_like(X)
+    for k in np.unique(g):
+        m = g == k
+        block = X[m]
+        # constant genes by range, not by sd: the sd of equal floats can come out as 1e-16
+        sd = np.where(np.ptp(block, 0) > 0, block.std(0, ddof=1) if m.sum() > 1 else 0.0, 0.0)
+        # Seurat divides by sd and turns the NaN of constant genes into 0
+        out[m] = np.where(sd > 0, (block - block.mean(0)) / np.where(sd > 0, sd, 1.0), 0.0)
+    return np.minimum(out, scale_max)
+
+
+def seurat_nocca_embedding(adata, n_comps: int = 10, *, batch_key: str = "batch", genes: str = "seurat_v3",
+                           n_top: int = 2000, seed: int = 0) -> tuple[np.ndarray, list]:
+    """(PCA scores cells x n_comps, genes used) after per-batch ScaleData."""
+    from sklearn.decomposition import PCA
+
+    from datasets.preprocessing import log_normalize
+
+    if batch_key not in adata.obs:
+        raise MethodInputError(f"obs[{batch_key!r}] (task.batch_key) is missing; ScaleData is split by batch")
+    chosen = select_genes(adata, genes, n_top, batch_key)
+    if len(chosen) < 2:
+        raise MethodInputError(f"gene selection '{genes}' kept {len(chosen)} genes; PCA needs at least 2")
+    X = scale_data(log_normalize(adata[:, chosen].X), adata.obs[batch_key].astype(object).to_numpy())
+    n = int(min(n_comps, X.shape[0] - 1, X.shape[1]))
+    solver = "full" if min(X.shape) <= 500 else "randomized"
+    Z = PCA(n_components=n, svd_solver=solver, random_state=seed).fit_transform(X)
+    return Z, list(chosen)
+
+
+@register(
+    name="seurat_nocca",
+    capabilities=("embed",),
+    requires=("sklearn",),
+    defaults={"genes": "seurat_v3", "n_top_genes": 2000},
+    citation="Stuart T, et al. Comprehensive integration of single-cell data. Cell 2019 (Seurat v3 "
+             "ScaleData(split.by) without the CCA anchors)",
+    url="https://satijalab.org/seurat/reference/scaledata",
+    description="Seurat pipeline without CCA: log-normalise, seurat_v3 HVGs, ScaleData split by batch, PCA",
+)
+def seurat_nocca(adata, task):
+    """PCA of genes scaled within each batch (Seurat's ScaleData split.by), no anchors."""
+    genes = task.params.get("genes", "seurat_v3")
+    Z, chosen = seurat_nocca_embedding(adata, task.n_latent, batch_key=task.batch_key, genes=genes,
+                                       n_top=int(task.params.get("n_top_genes", 2000)), seed=task.seed)
+    return {"embedding": Z, "extras": {"gene_selection": genes, "n_genes": len(chosen), "scale_split_by": task.batch_key}}
