@@ -113,6 +113,28 @@ def test_summary_ranking_orders_by_quality_and_marks_controls():
     assert top.loc["good", "rank: protein_knn_error"] == 1
 
 
+def test_reference_rows_shown_apart_not_ranked():
+    from benchmark.reports import _references
+    from benchmark.reports.tables import reference_rows
+    from benchmark.results import row
+
+    df = synthetic_rows()
+    seeds = pd.DataFrame([row("seed_labeling", "pbmc_facs", "signature_seeds", s, "weighted_accuracy", 0.99,
+                              params_hash="abc") for s in (0, 1, 2)])
+    df = pd.concat([df, seeds], ignore_index=True)
+    refs = {"signature_seeds"}
+    rank = summary_ranking(df, controls={"random_control"}, references=refs)
+    assert "signature_seeds" not in set(rank["method"])
+    # without the reference row the other methods' scaled scores are as before
+    base = summary_ranking(synthetic_rows(), controls={"random_control"}).set_index("method")
+    pd.testing.assert_series_equal(rank.set_index("method")["aggregate"], base["aggregate"])
+    ref = reference_rows(df, refs)
+    assert list(ref["reference"].unique()) == ["signature_seeds"]
+    assert ref.iloc[0]["mean"] == pytest.approx(0.99) and ref.iloc[0]["seeds"] == 3
+    # registered methods and their derived rows are methods; anything else is a reference
+    assert _references(["scvi", "scvi+knn", "scanvi[labels:A]", "majority_vote", "signature_seeds"]) == refs
+
+
 def test_scenario_table_and_problem_jobs():
     df = synthetic_rows()
     t = scenario_table(df, "seed_labeling")

@@ -4,7 +4,8 @@
 ``artifacts/`` the runner wrote, when present) and (re)writes, inside that run folder only:
 
 - ``tables/<scenario>.csv`` (every aggregated point: mean, sd, seeds) and ``tables/<scenario>.md``;
-- ``tables/summary_ranking.csv``, ``tables/paper_vs_ours.csv``, ``tables/problems.csv``;
+- ``tables/summary_ranking.csv`` (reference rows such as ``signature_seeds`` apart, in
+  ``tables/reference_rows.csv``), ``tables/paper_vs_ours.csv``, ``tables/problems.csv``;
 - ``figures/*.png``;
 - ``report.md`` and a self-contained ``report.html`` (figures embedded, no external assets).
 
@@ -22,7 +23,7 @@ from ..results import read_results
 from . import figures as F
 from .paper import load_paper_numbers, paper_vs_ours
 from .render import Section, slug, to_html, to_md
-from .tables import aggregate, problem_jobs, scenario_table, summary_ranking, to_markdown
+from .tables import aggregate, problem_jobs, reference_rows, scenario_table, summary_ranking, to_markdown
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,18 @@ def _controls(methods) -> set:
         return set()
 
 
+def _references(methods) -> set:
+    """Row labels that are not methods: neither a registered method nor one derived from it
+    (``scvi+knn``, ``scanvi[labels:A]``), e.g. ``signature_seeds`` (the seeds' own accuracy)."""
+    try:
+        from methods.registry import all_methods
+
+        reg = set(all_methods())
+    except Exception:
+        return set()
+    return {m for m in methods if str(m).split("[")[0].split("+")[0] not in reg}
+
+
 def _meta(run_dir: Path, manifest: dict, results: pd.DataFrame) -> list[tuple[str, str]]:
     hw = manifest.get("hardware", {}) or {}
     git = manifest.get("git", {}) or {}
@@ -131,7 +144,10 @@ def build_report(run_dir: Path, *, umap: bool = True, umap_max_inputs: Optional[
         old.unlink()
 
     agg = aggregate(results)
-    ranking = summary_ranking(results, controls=_controls(results["method"].unique()))
+    refs = _references(results["method"].dropna().unique())
+    ranking = summary_ranking(results, controls=_controls(results["method"].unique()), references=refs)
+    references = reference_rows(results, refs)
+    references.to_csv(tables_dir / "reference_rows.csv", index=False)
     pvo = paper_vs_ours(results, paper)
     problems = problem_jobs(results)
     ranking.to_csv(tables_dir / "summary_ranking.csv", index=False)
@@ -146,7 +162,8 @@ def build_report(run_dir: Path, *, umap: bool = True, umap_max_inputs: Optional[
                 "biology-conservation metrics and combined as 0.4 x batch + 0.6 x bio; 'aggregate' is the "
                 "mean over tasks. 'rank: <metric>' = rank of the method's mean scaled score on that metric "
                 "(1 = best). Time and memory are not scored; see each scenario.",
-                tables=[("", ranking)]),
+                tables=[("", ranking)] + ([("Reference rows (not methods; not ranked)", references)]
+                                          if not references.empty else [])),
         Section("The paper's numbers beside ours", "paper-vs-ours",
                 "Every number the scANVI paper publishes about a result (benchmark/reports/paper_numbers.csv, "
                 "with the figure or section it comes from), our mean ± sd over seeds on the stand-in "

@@ -177,8 +177,24 @@ def _scaled_scores(frame: pd.DataFrame, controls: set) -> pd.DataFrame:
     return pd.concat(out) if out else frame.assign(score=np.nan, scaling="")
 
 
-def summary_ranking(df: pd.DataFrame, controls: Optional[set] = None) -> pd.DataFrame:
+def reference_rows(df: pd.DataFrame, references: set) -> pd.DataFrame:
+    """Mean ± sd of the reference rows (e.g. ``signature_seeds``: how right the seed labels
+    themselves are), one line per (scenario, dataset, reference, metric): shown beside the
+    ranking, never ranked (they are inputs' properties, not methods)."""
+    s = scalar_metrics(df[df["method"].isin(references)])
+    if s.empty:
+        return pd.DataFrame(columns=["scenario", "dataset", "reference", "metric", "mean", "std", "seeds"])
+    g = s.groupby(["scenario", "dataset", "method", "metric"])["value"]
+    out = g.agg(mean="mean", std="std", seeds="count").reset_index().rename(columns={"method": "reference"})
+    return out.sort_values(["scenario", "dataset", "reference", "metric"]).reset_index(drop=True)
+
+
+def summary_ranking(df: pd.DataFrame, controls: Optional[set] = None,
+                    references: Optional[set] = None) -> pd.DataFrame:
     """scIB-style ranking of methods over every scenario and dataset of a run.
+
+    Rows of ``references`` (labels that are not methods, e.g. the seeds' own accuracy) are left
+    out of the scaling and the ranking: see :func:`reference_rows`.
 
     For each (scenario, dataset) every metric with a known direction is averaged over seeds,
     scaled to [0, 1] (1 = best) against the control methods when two or more controls ran
@@ -188,7 +204,7 @@ def summary_ranking(df: pd.DataFrame, controls: Optional[set] = None) -> pd.Data
     (scenario, dataset) tasks it ran; per-metric ranks (1 = best) use the mean scaled score.
     """
     controls = set(controls or ())
-    s = scalar_metrics(df)
+    s = scalar_metrics(df[~df["method"].isin(set(references or ()))])
     if s.empty:
         return pd.DataFrame()
     s = s[[metric_direction(m) is not None and metric_family(m) in ("batch", "bio") for m in s["metric"]]]
