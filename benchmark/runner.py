@@ -125,23 +125,66 @@ def job_key(job: Job, input_checksum: str, code: str) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
+def method_view_checksum(adata, uses_labels: bool) -> str:
+    """sha256 of what a method's fit can depend on: counts, gene and cell names, the batch
+    column and obsm; every obs column only for a method that uses labels. Two scenarios
+    (or two directions of one) that hand an unsupervised method the same data then share one fit."""
+    if uses_labels:
+        return data_checksum(adata)
+    h = hashlib.sha256()
+    X = adata.X
+    for arr in ((X.indptr, X.indices, X.data) if hasattr(X, "indptr") else (X,)):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    h.update(str(X.shape).encode())
+    for names in (adata.var_names, adata.obs_names, adata.obs["batch"].astype(str) if "batch" in adata.obs else ()):
+        h.update("\x00".join(map(str, names)).encode() + b"\x01")
+    for k in sorted(adata.obsm.keys()):
+        h.update(k.encode())
+        h.update(pd.util.hash_pandas_object(pd.DataFrame(np.asarray(adata.obsm[k]))).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def fit_key(job: Job, spec, view_checksum: str, code: str) -> str:
+    """Key of a job's method fit, without the scenario: (method, params, seed, what the method
+    sees, what it is asked to produce, method code). Jobs with equal keys run the method once."""
+    task = {k: v for k, v in job.task.to_dict().items() if k not in ("time_limit", "memory_limit_gb", "outputs")}
+    task["outputs"] = sorted(o for o in job.task.outputs if spec.can(o))
+    blob = {"registry": job.registry_name, "params": job.params, "seed": job.seed, "task": task,
+            "inputs": view_checksum, "code": code}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
 # ----------------------------------------------------------------------------- one job
 
-def execute_job(job: Job, scenario, profile, isolated: bool = True) -> Outcome:
-    """Run one job start to end; every fault becomes a failed/skipped row, never an exception."""
+def fit_job(job: Job, isolated: bool = True) -> MethodResult:
+    """Run the job's method on its input (isolated); a fault is a failed/skipped result."""
     from methods import registry
 
-    base = dict(scenario=job.scenario, dataset=job.dataset, seed=job.seed, params_hash=job.params_hash)
-    info = {"job": job.key, "scenario": job.scenario, "dataset": job.dataset, "method": job.method,
-            "seed": job.seed, "params_hash": job.params_hash, "cached": False}
     try:
         spec = registry.get(job.registry_name or job.method)
     except Exception as exc:
-        res = MethodResult(method=job.method, status="skipped", error=str(exc))
-    else:
-        task = dataclasses.replace(job.task, seed=job.seed, params=dict(job.params))
-        res = run_method(spec, job.inputs.adata, task, isolated=isolated)
-        res.method = job.method  # the row label (a variant's name), used by derived rows
+        return MethodResult(method=job.method, status="skipped", error=str(exc))
+    task = dataclasses.replace(job.task, seed=job.seed, params=dict(job.params))
+    return run_method(spec, job.inputs.adata, task, isolated=isolated)
+
+
+def execute_job(job: Job, scenario, profile, isolated: bool = True) -> Outcome:
+    """Run one job start to end; every fault becomes a failed/skipped row, never an exception."""
+    return score_job(job, fit_job(job, isolated), scenario, profile)
+
+
+def execute_group(group: list, by_name: dict, profile, isolated: bool = True) -> list:
+    """Jobs sharing one fit key (:func:`fit_key`): fit once, score each job -> [(job, Outcome)]."""
+    res = fit_job(group[0], isolated)
+    return [(job, score_job(job, res, by_name[job.scenario], profile)) for job in group]
+
+
+def score_job(job: Job, res: MethodResult, scenario, profile) -> Outcome:
+    """Rows, job-log line and artifacts of one job from its method's result."""
+    res = dataclasses.replace(res, method=job.method)  # the row label (a variant's name), used by derived rows
+    base = dict(scenario=job.scenario, dataset=job.dataset, seed=job.seed, params_hash=job.params_hash)
+    info = {"job": job.key, "scenario": job.scenario, "dataset": job.dataset, "method": job.method,
+            "seed": job.seed, "params_hash": job.params_hash, "cached": False}
     info.update(status=res.status, wall_time_s=res.wall_time_s, peak_memory_mb=res.peak_memory_mb,
                 versions=json.dumps(res.versions, sort_keys=True), error=(res.error or "")[:500])
     if res.status != "ok":
@@ -382,14 +425,18 @@ def run(scenarios, *, datasets=None, methods=None, profile="quick", seeds=None, 
             R.to_frame(problems).to_csv(fh, header=False, index=False)
     by_name = {sc.name: sc for sc in scs}
 
-    # keys: one checksum per built input, one code digest per (scenario, method)
-    checksums, codes = {}, {}
+    # keys: one checksum per built input, one code digest per (scenario, method); fit keys
+    # (without the scenario) group the jobs that can share one method run
+    checksums, views, codes, fits = {}, {}, {}, {}
     from methods import registry
     for job in jobs:
         ck = checksums.setdefault(id(job.inputs), data_checksum(job.inputs.adata))
         try:
             spec = registry.get(job.registry_name)
             code = codes.setdefault((job.scenario, job.registry_name), code_version(by_name[job.scenario], spec))
+            view = views.setdefault((id(job.inputs), spec.uses_labels),
+                                    method_view_checksum(job.inputs.adata, spec.uses_labels))
+            fits[id(job)] = fit_key(job, spec, view, _source_digest(spec.fn))
         except Exception:
             code = "unregistered"
         job.key = job_key(job, ck, code)
@@ -417,13 +464,15 @@ def run(scenarios, *, datasets=None, methods=None, profile="quick", seeds=None, 
         bar.set_postfix_str(f"{job.scenario}/{job.method}: {out.info.get('status')}", refresh=False)
         bar.update(1)
 
+    groups = group_by_fit(todo, fits)
     if scheduler is not None:
-        _run_dask(todo, by_name, prof, scheduler, finish, isolated)
-    elif n_jobs == 1 or len(todo) <= 1:
-        for job in todo:
-            finish(job, execute_job(job, by_name[job.scenario], prof, isolated))
+        _run_dask(groups, by_name, prof, scheduler, finish, isolated)
+    elif n_jobs == 1 or len(groups) <= 1:
+        for group in groups:
+            for job, out in execute_group(group, by_name, prof, isolated):
+                finish(job, out)
     else:
-        _run_joblib(todo, by_name, prof, n_jobs, finish, isolated)
+        _run_joblib(groups, by_name, prof, n_jobs, finish, isolated)
     bar.close()
 
     for sc in scs:
@@ -434,6 +483,20 @@ def run(scenarios, *, datasets=None, methods=None, profile="quick", seeds=None, 
                 writer.replace_summary(sc.name, extra)
                 all_rows.extend(extra)
     return R.to_frame(all_rows)
+
+
+def group_by_fit(todo: list, fits: dict) -> list:
+    """Jobs in plan order, those with one fit key together (a job without a key alone)."""
+    groups, where = [], {}
+    for job in todo:
+        key = fits.get(id(job))
+        if key is not None and key in where:
+            groups[where[key]].append(job)
+            continue
+        if key is not None:
+            where[key] = len(groups)
+        groups.append([job])
+    return groups
 
 
 def guest_runs(sc, methods) -> tuple:
@@ -494,40 +557,42 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, desc="jobs", unit="job", disable=not enabled, dynamic_ncols=True)
 
 
-def _run_joblib(todo, by_name, prof, n_jobs, finish, isolated):
+def _run_joblib(groups, by_name, prof, n_jobs, finish, isolated):
     from joblib import Parallel, delayed
 
     # Threads suffice: each job's heavy work runs in its own child process (isolation), and the
     # parent-side scoring is numpy/scikit-learn that releases the GIL. Results stream back in
     # completion order so rows are written as jobs finish.
     par = Parallel(n_jobs=n_jobs, backend="threading", return_as="generator_unordered")
-    for job, out in par(delayed(_keyed)(job, by_name[job.scenario], prof, isolated) for job in todo):
-        finish(job, out)
+    for done in par(delayed(execute_group)(group, by_name, prof, isolated) for group in groups):
+        for job, out in done:
+            finish(job, out)
 
 
-def _keyed(job, scenario, prof, isolated):
-    return job, execute_job(job, scenario, prof, isolated)
-
-
-def _run_dask(todo, by_name, prof, scheduler, finish, isolated):
+def _run_dask(groups, by_name, prof, scheduler, finish, isolated):
     from distributed import Client, as_completed
 
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
     try:
-        futures = {client.submit(execute_job, job, by_name[job.scenario], prof, isolated, pure=False): job
-                   for job in todo}
+        futures = {client.submit(execute_group, group, by_name, prof, isolated, pure=False): group
+                   for group in groups}
         for fut in as_completed(futures):
-            job = futures[fut]
+            group = futures[fut]
             try:
-                out = fut.result()
-            except Exception as exc:  # the worker itself died: still a row
-                out = Outcome([R.row(job.scenario, job.dataset, job.method, job.seed, "status", None,
-                                     params_hash=job.params_hash, status="failed",
-                                     error=f"dask worker error: {type(exc).__name__}: {exc}")],
-                              {"job": job.key, "scenario": job.scenario, "dataset": job.dataset,
-                               "method": job.method, "seed": job.seed, "status": "failed", "cached": False,
-                               "error": str(exc)[:500]})
-            finish(job, out)
+                done = fut.result()
+            except Exception as exc:  # the worker itself died: still a row per job
+                done = [(job, _worker_died(job, exc)) for job in group]
+            for job, out in done:
+                finish(job, out)
     finally:
         if not isinstance(scheduler, Client):
             client.close()
+
+
+def _worker_died(job, exc) -> Outcome:
+    return Outcome([R.row(job.scenario, job.dataset, job.method, job.seed, "status", None,
+                          params_hash=job.params_hash, status="failed",
+                          error=f"dask worker error: {type(exc).__name__}: {exc}")],
+                   {"job": job.key, "scenario": job.scenario, "dataset": job.dataset,
+                    "method": job.method, "seed": job.seed, "status": "failed", "cached": False,
+                    "error": str(exc)[:500]})

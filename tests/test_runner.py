@@ -83,16 +83,16 @@ def test_faults_are_rows_and_the_run_goes_on(tmp_path):
 
 
 def test_rows_are_on_disk_before_a_later_job_crashes_the_runner(tmp_path, monkeypatch):
-    real = runner.execute_job
+    real = runner.execute_group
     calls = []
 
-    def crash_second(job, *a, **kw):
-        calls.append(job.method)
+    def crash_second(group, *a, **kw):
+        calls.append(group[0].method)
         if len(calls) == 2:
             raise KeyboardInterrupt("runner killed")
-        return real(job, *a, **kw)
+        return real(group, *a, **kw)
 
-    monkeypatch.setattr(runner, "execute_job", crash_second)
+    monkeypatch.setattr(runner, "execute_group", crash_second)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, cache_dir=False, methods=["t_embed", "t_raise", "t_missing"])
     on_disk = read_results(tmp_path / "run" / "results.csv")
@@ -154,3 +154,27 @@ def test_data_checksum_tracks_content():
     assert runner.data_checksum(a) == runner.data_checksum(b)
     b.obs["cell_type"] = b.obs["cell_type"].cat.rename_categories({"A": "Z"})
     assert runner.data_checksum(a) != runner.data_checksum(b)
+
+
+def test_same_fit_in_two_scenarios_runs_the_method_once(tmp_path, monkeypatch):
+    import dataclasses
+
+    other = dataclasses.replace(SC, name="t_scenario_b")
+    calls = []
+    real = runner.run_method
+    monkeypatch.setattr(runner, "run_method", lambda *a, **k: calls.append(1) or real(*a, **k))
+    df = runner.run([SC, other], profile=TINY, methods=["t_embed"], seeds=[0, 1], run_dir=tmp_path / "r",
+                    cache_dir=False, progress=False, isolated=False)
+    assert len(calls) == 2  # one fit per seed, shared by both scenarios
+    means = df[df.metric == "embedding_mean"].pivot_table(index="seed", columns="scenario", values="value")
+    np.testing.assert_allclose(means["t_scenario"], means["t_scenario_b"])
+    assert len(pd.read_csv(tmp_path / "r" / "jobs.csv")) == 4  # still one job line per scenario
+
+
+def test_method_view_ignores_labels_only_for_unsupervised_methods():
+    a, b = make_tiny_adata(seed=0), make_tiny_adata(seed=0)
+    b.obs["cell_type"] = b.obs["cell_type"].cat.rename_categories({"A": "Z"})
+    assert runner.method_view_checksum(a, uses_labels=False) == runner.method_view_checksum(b, uses_labels=False)
+    assert runner.method_view_checksum(a, uses_labels=True) != runner.method_view_checksum(b, uses_labels=True)
+    b.obs["batch"] = b.obs["batch"].astype(str).str.upper()
+    assert runner.method_view_checksum(a, uses_labels=False) != runner.method_view_checksum(b, uses_labels=False)
