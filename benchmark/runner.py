@@ -367,7 +367,7 @@ def plan(scenarios: Sequence, profile, *, datasets=None, methods=None, seeds=Non
                             continue
                         if wanted_methods and run.label not in wanted_methods and run.method not in wanted_methods:
                             continue
-                        params = {**profile.params_for(run.method), **run.params}
+                        params = {**profile.params_for(run.method, sc.name), **run.params}
                         task = dataclasses.replace(inp.task, **run.task) if run.task else inp.task
                         task = dataclasses.replace(task, time_limit=task.time_limit or profile.time_limit,
                                                    memory_limit_gb=task.memory_limit_gb or profile.memory_limit_gb)

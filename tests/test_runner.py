@@ -178,3 +178,14 @@ def test_method_view_ignores_labels_only_for_unsupervised_methods():
     assert runner.method_view_checksum(a, uses_labels=True) != runner.method_view_checksum(b, uses_labels=True)
     b.obs["batch"] = b.obs["batch"].astype(str).str.upper()
     assert runner.method_view_checksum(a, uses_labels=False) != runner.method_view_checksum(b, uses_labels=False)
+
+
+def test_scenario_params_override_method_params_in_one_scenario_only():
+    from benchmark.scenarios.profiles import PAPER
+
+    assert PAPER.params_for("scvi", "scaling") == {"n_epochs": 250}  # the paper's 100k-cell setting
+    assert PAPER.params_for("scvi", "pair") == {"n_epochs": 400}
+    assert PAPER.params_for("scvi") == {"n_epochs": 400}
+    prof = TINY.replace(method_params={"t_embed": {"scale": 2.0}}, scenario_params={"t_scenario": {"t_embed": {"scale": 3.0}}})
+    jobs, _ = runner.plan([SC], prof, methods=["t_embed"])
+    assert [j.params for j in jobs] == [{"scale": 3.0}]
