@@ -11,7 +11,8 @@ from .aggregate import aggregate_scores, scale_by_controls
 from .classification import (accuracy, confusion, label_counts, max_posterior, per_class_accuracy,
                              weighted_accuracy)
 from .clustering import kmeans_clustering_scores
-from .conservation import cell_cycle_conservation, gene_set_score, hvg_overlap, trajectory_conservation
+from .conservation import (cell_cycle_conservation, cell_cycle_scores, gene_set_score, hvg_overlap,
+                           trajectory_conservation)
 from .de import auroc, kendall_tau
 from .graph_connectivity import graph_connectivity
 from .isolated_labels import isolated_label_f1, isolated_label_names, isolated_labels

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_labels, as_matrix
+from ._checks import MetricInputError, as_labels, as_matrix
 from .graph_connectivity import graph_connectivity
 from .isolated_labels import isolated_label_f1, isolated_labels
 from .kbet import kbet_per_label
@@ -22,13 +22,38 @@ DEFAULT_METRICS = ("isolated_labels", "nmi_ari_cluster_labels_kmeans", "silhouet
 EXTRA_METRICS = ("nmi_ari_cluster_labels_leiden", "silhouette_batch", "isolated_label_f1")
 
 
+def cell_cycle_entry(embedding, batches, expression, gene_names, *, organism: str = "auto", seed: int = 0) -> dict:
+    """{"cell_cycle_conservation": value} when ``gene_names`` hold at least
+    :data:`~.cell_cycle_genes.MIN_GENES_PER_PHASE` S and G2/M genes of the Tirosh et al. lists,
+    else {} with a warning saying how many were found (e.g. HVG-only input or Ensembl ids)."""
+    import warnings
+
+    from .cell_cycle_genes import MIN_GENES_PER_PHASE, present_cell_cycle_genes
+    from .conservation import cell_cycle_conservation, cell_cycle_scores
+
+    if gene_names is None or len(gene_names) != expression.shape[1]:
+        raise MetricInputError("`gene_names` must name each column of `expression` (needed for the cell-cycle genes)")
+    org, s_genes, g2m_genes = present_cell_cycle_genes(gene_names, organism)
+    if min(len(s_genes), len(g2m_genes)) < MIN_GENES_PER_PHASE:
+        warnings.warn(f"cell_cycle_conservation skipped: {len(s_genes)} S and {len(g2m_genes)} G2/M genes of the "
+                      f"{org} Tirosh et al. lists in `expression`, fewer than {MIN_GENES_PER_PHASE} each; pass the "
+                      "unintegrated log-normalised expression of all genes, named by symbol")
+        return {}
+    cc = cell_cycle_scores(expression, gene_names, batches, organism=org, seed=seed)
+    return {"cell_cycle_conservation": cell_cycle_conservation(expression, embedding, cc, batches)}
+
+
 def scib_suite(embedding, batches, labels, X_pre, *, neighbors: NeighborsResult | None = None,
-               metrics=DEFAULT_METRICS, seed: int = 0) -> dict:
+               metrics=DEFAULT_METRICS, seed: int = 0, expression=None, gene_names=None,
+               organism: str = "auto") -> dict:
     """Scores {metric name: value} of the scIB set on ``embedding``.
 
     ``X_pre``: the unintegrated embedding (e.g. PCA of the log-normalised data) for PCR.
     ``neighbors``: a graph of ``embedding`` with at least 89 neighbours (computed if absent).
     NMI/ARI metrics add ``<name>_nmi`` and ``<name>_ari`` entries.
+    ``expression`` + ``gene_names`` (unintegrated log-normalised cells x genes, symbols): adds
+    ``cell_cycle_conservation`` (scib 1.x, not in scib-metrics) when enough cell-cycle genes are
+    present (see :func:`cell_cycle_entry`); ``embedding`` may be a latent or corrected expression.
     """
     X = as_matrix(embedding, "embedding")
     b = as_labels(batches, X.shape[0], "batches")
@@ -57,6 +82,11 @@ def scib_suite(embedding, batches, labels, X_pre, *, neighbors: NeighborsResult 
         "isolated_label_f1": lambda: isolated_label_f1(small, y, b, seed=42 + seed),
     }
     out = {}
+    if expression is not None:
+        if expression.shape[0] != X.shape[0]:
+            raise MetricInputError(f"`expression` has {expression.shape[0]} cells, `embedding` {X.shape[0]}; "
+                                   "pass the same cells in the same order")
+        out.update(cell_cycle_entry(X, b, expression, gene_names, organism=organism, seed=seed))
     for name in metrics:
         value = calls[name]()
         if isinstance(value, dict):
