@@ -33,11 +33,8 @@ def select_genes(adata, how: str, n_top: int, batch_key: str | None) -> list:
     return pp.select_genes_by_dispersion(adata, n_top=n_top, batch_key=key)
 
 
-def pca_embedding(adata, n_comps: int = 10, *, genes: str = "seurat_v3", n_top: int = 2000,
-                  batch_key: str | None = "batch", seed: int = 0) -> tuple[np.ndarray, list]:
-    """(PCA scores cells x n_comps, genes used): LogNormalize -> genes -> z-score (clip 10) -> PCA."""
-    from sklearn.decomposition import PCA
-
+def lognormalized_genes(adata, genes: str, n_top: int, batch_key: str | None) -> tuple[np.ndarray, list]:
+    """(LogNormalized expression of the selected genes, dense float64 cells x genes, their names)."""
     from datasets.preprocessing import log_normalize
 
     chosen = select_genes(adata, genes, n_top, batch_key)
@@ -45,13 +42,25 @@ def pca_embedding(adata, n_comps: int = 10, *, genes: str = "seurat_v3", n_top: 
         raise MethodInputError(f"gene selection '{genes}' kept {len(chosen)} genes; PCA needs at least 2")
     X = log_normalize(adata[:, chosen].X)
     X = X.toarray() if sp.issparse(X) else np.asarray(X)
-    X = X.astype(np.float64)
-    sd = X.std(0, ddof=1)
-    X = np.clip((X - X.mean(0)) / np.where(sd > 0, sd, 1.0), -10, 10)  # Seurat ScaleData
+    return X.astype(np.float64), list(chosen)
+
+
+def pca_scores(X: np.ndarray, n_comps: int, seed: int) -> np.ndarray:
+    """Top ``n_comps`` PC scores (fewer if the matrix is smaller), exact SVD for small inputs."""
+    from sklearn.decomposition import PCA
+
     n = int(min(n_comps, X.shape[0] - 1, X.shape[1]))
     solver = "full" if min(X.shape) <= 500 else "randomized"
-    Z = PCA(n_components=n, svd_solver=solver, random_state=seed).fit_transform(X)
-    return Z, list(chosen)
+    return PCA(n_components=n, svd_solver=solver, random_state=seed).fit_transform(X)
+
+
+def pca_embedding(adata, n_comps: int = 10, *, genes: str = "seurat_v3", n_top: int = 2000,
+                  batch_key: str | None = "batch", seed: int = 0) -> tuple[np.ndarray, list]:
+    """(PCA scores cells x n_comps, genes used): LogNormalize -> genes -> z-score (clip 10) -> PCA."""
+    X, chosen = lognormalized_genes(adata, genes, n_top, batch_key)
+    sd = X.std(0, ddof=1)
+    X = np.clip((X - X.mean(0)) / np.where(sd > 0, sd, 1.0), -10, 10)  # Seurat ScaleData
+    return pca_scores(X, n_comps, seed), chosen
 
 
 @register(

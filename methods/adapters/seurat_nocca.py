@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from ..base import MethodInputError
 from ..registry import register
-from .pca import select_genes
+from .pca import lognormalized_genes, pca_scores
 
 #: Seurat's ScaleData default ``scale.max``
 SCALE_MAX = 10.0
@@ -49,20 +49,11 @@ def scale_data(X, groups=None, scale_max: float = SCALE_MAX) -> np.ndarray:
 def seurat_nocca_embedding(adata, n_comps: int = 10, *, batch_key: str = "batch", genes: str = "seurat_v3",
                            n_top: int = 2000, seed: int = 0) -> tuple[np.ndarray, list]:
     """(PCA scores cells x n_comps, genes used) after per-batch ScaleData."""
-    from sklearn.decomposition import PCA
-
-    from datasets.preprocessing import log_normalize
-
     if batch_key not in adata.obs:
         raise MethodInputError(f"obs[{batch_key!r}] (task.batch_key) is missing; ScaleData is split by batch")
-    chosen = select_genes(adata, genes, n_top, batch_key)
-    if len(chosen) < 2:
-        raise MethodInputError(f"gene selection '{genes}' kept {len(chosen)} genes; PCA needs at least 2")
-    X = scale_data(log_normalize(adata[:, chosen].X), adata.obs[batch_key].astype(object).to_numpy())
-    n = int(min(n_comps, X.shape[0] - 1, X.shape[1]))
-    solver = "full" if min(X.shape) <= 500 else "randomized"
-    Z = PCA(n_components=n, svd_solver=solver, random_state=seed).fit_transform(X)
-    return Z, list(chosen)
+    X, chosen = lognormalized_genes(adata, genes, n_top, batch_key)
+    X = scale_data(X, adata.obs[batch_key].astype(object).to_numpy())
+    return pca_scores(X, n_comps, seed), chosen
 
 
 @register(
