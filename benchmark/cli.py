@@ -14,6 +14,7 @@ Every error a user can fix is one line naming the bad value, the valid ones and 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -104,6 +105,10 @@ def check_methods(scenarios: list, methods: Optional[list]) -> None:
 
 # ----------------------------------------------------------------------------- sub-commands
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+
+
 def cmd_run(args) -> int:
     from . import rundir
     from .reports import build_report
@@ -135,6 +140,9 @@ def cmd_run(args) -> int:
 
     cache_dir = False if args.no_cache else args.cache_dir
     t0 = time.perf_counter()
+    # `kill PID` (SIGTERM) then unwinds like Ctrl-C: the running job's child is killed and the
+    # manifest says how to resume
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         results = run(scenarios, datasets=datasets, methods=methods, profile=profile, seeds=seeds,
                       n_jobs=args.jobs, scheduler=args.scheduler, cache_dir=cache_dir, run_dir=run_dir,
@@ -145,6 +153,8 @@ def cmd_run(args) -> int:
                                    "resume": f"python -m benchmark run --resume {run_dir.name}"}
         rundir.write_manifest(run_dir, manifest)
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     wall = time.perf_counter() - t0 + float(manifest.get("wall_time_s") or 0)
     manifest = rundir.finish_manifest(manifest, _all_results(run_dir, results), r_packages=_r_packages(results),
                                       wall_time_s=wall, run_dir=run_dir)

@@ -90,7 +90,11 @@ def _run_child(spec, adata, task, tmp: Path, time_limit, memory_limit_gb) -> Met
         proc = subprocess.Popen([sys.executable, "-m", "benchmark.isolation", str(inp), str(out)],
                                 stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True)
-        reason, polled_peak_mb = _watch(proc, t0, time_limit, memory_limit_gb)
+        try:
+            reason, polled_peak_mb = _watch(proc, t0, time_limit, memory_limit_gb)
+        except BaseException:  # the runner is interrupted: its own session would keep the child alive
+            _kill_tree(proc)
+            raise
     wall = time.perf_counter() - t0
     if reason is None and out.exists():
         with open(out, "rb") as fh:

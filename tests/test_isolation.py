@@ -122,3 +122,23 @@ def test_unpicklable_method_fails_cleanly(tiny_adata):
     assert res.status == "failed" and "isolated=False" in res.error
     res = run_method(s, tiny_adata, TaskSpec(), isolated=False)
     assert res.status == "ok"
+
+
+def test_interrupted_runner_kills_the_job_child(tiny_adata, monkeypatch):
+    """The child runs in its own session (Ctrl-C does not reach it): an interrupt of the runner
+    while it waits must kill the child, not leave it running as an orphan."""
+    import psutil
+
+    from benchmark import isolation
+
+    seen = {}
+
+    def interrupted_watch(proc, *a, **kw):
+        seen["pid"] = proc.pid
+        time.sleep(1.0)  # the child is up and sleeping
+        raise KeyboardInterrupt("runner stopped")
+
+    monkeypatch.setattr(isolation, "_watch", interrupted_watch)
+    with pytest.raises(KeyboardInterrupt):
+        run_method(spec(_hangs), tiny_adata, TaskSpec(time_limit=60))
+    assert not psutil.pid_exists(seen["pid"]) or psutil.Process(seen["pid"]).status() == psutil.STATUS_ZOMBIE
