@@ -142,11 +142,35 @@ def test_bayes_factor_de_recovers_planted_genes(trained_scvi, adata):
     assert list(de.index) == trained_scvi.genes
     planted = np.zeros(adata.n_vars, bool)
     planted[:12] = True  # A's and B's own genes (6 each)
-    auroc = roc_auc_score(planted, de["score"].abs())
+    auroc = roc_auc_score(planted, de["score"])  # higher = more DE (log K of |LFC| > delta)
     assert auroc > 0.9
     # direction: A's genes higher in A (log K > 0), B's genes lower
     assert (de["bayes_factor"].iloc[:6] > 0).all() and (de["bayes_factor"].iloc[6:12] < 0).all()
     assert (de["lfc_mean"].iloc[:6] > 0.2).all()
+
+
+def test_paper_pair_mode_recovers_planted_genes(trained_scvi, adata):
+    de = trained_scvi.differential_expression(groupby="cell_type", group1="A", group2="B", compare="pairs",
+                                              n_samples=2000)
+    planted = np.zeros(adata.n_vars, bool)
+    planted[:12] = True
+    assert roc_auc_score(planted, de["score"]) > 0.9
+    np.testing.assert_allclose(de["score"], de["bayes_factor"].abs())
+    assert "bayes_factor_change" not in de and (de["is_de"] == (de["score"] > 3)).all()
+
+
+def test_population_mode_change_hypothesis(trained_scvi, adata):
+    de = trained_scvi.differential_expression(groupby="cell_type", group1="A", group2="B", n_draws=50)
+    delta = de["delta"].iloc[0]
+    assert 0.1 <= delta < 1.0 and (de["lfc_sd"] > 0).all() and de["proba_de"].between(0, 1).all()
+    # planted genes (x8, shrunk to |LFC| ~0.5 by this short training) are called, no other gene is
+    assert de["is_de"].iloc[:12].all() and not de["is_de"].iloc[12:].any()
+    assert (np.sign(de["signed_score"].iloc[:6]) > 0).all() and (np.sign(de["signed_score"].iloc[6:12]) < 0).all()
+    assert (de["signed_score"].iloc[12:][de["score"].iloc[12:] < 0] == 0).all()
+    fixed = trained_scvi.differential_expression(groupby="cell_type", group1="A", group2="B", n_draws=50, delta=2.0)
+    assert (fixed["delta"] == 2.0).all() and not fixed["is_de"].any()  # no shrunk LFC reaches 2
+    with pytest.raises(MethodInputError, match="compare"):
+        trained_scvi.differential_expression(groupby="cell_type", group1="A", compare="bulk")
 
 
 def test_scanvi_label_conditioned_de(adata):
@@ -202,3 +226,22 @@ def test_scanvi_bitwise_repeatable_with_two_threads(scheme):
     run = lambda: subprocess.run([sys.executable, "-c", _TWO_THREAD_SCRIPT, scheme], cwd=root, check=True,
                                  capture_output=True, text=True).stdout.strip().splitlines()[-1]
     assert run() == run()
+
+
+def test_change_log_k_matches_normal_probability_and_does_not_saturate():
+    from scipy.stats import norm
+
+    from methods.native.scvi.de import change_log_k, estimate_delta
+
+    m, s, d = np.array([0.0, 0.3, -0.8, 2.0, 6.0]), np.array([0.2, 0.1, 0.3, 0.1, 0.05]), 0.5
+    p, k = change_log_k(m, s, d)
+    expected = norm.cdf((m - d) / s) + norm.cdf((-m - d) / s)
+    np.testing.assert_allclose(p, expected, rtol=1e-9)
+    moderate = expected < 1 - 1e-9
+    np.testing.assert_allclose(k[moderate], np.log(expected[moderate] / (1 - expected[moderate])), rtol=1e-6)
+    assert np.isfinite(k).all() and k[4] > k[3] > 3  # p rounds to 1 for both, K still ranks them
+    with pytest.raises(ValueError, match="delta"):
+        change_log_k(m, s, 0.0)
+    # two clear LFC modes at +-2 around a null bulk: delta = 0.6 * 2
+    lfc = np.concatenate([np.random.default_rng(0).normal(0, 0.05, 500), np.full(50, 2.0), np.full(50, -2.0)])
+    assert estimate_delta(lfc) == pytest.approx(1.2, abs=0.05)

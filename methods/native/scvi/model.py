@@ -22,7 +22,8 @@ import torch
 from methods.base import MethodInputError
 
 from .data import CountData, as_count_csr, categorical_codes, library_prior
-from .de import de_table, expression_fraction, monte_carlo_compare
+from .de import (change_log_k, de_table, estimate_delta, expression_fraction, monte_carlo_compare,
+                 population_lfc_draws)
 from .hierarchy import parent_index
 from .module import VAE
 from .scanvi_module import SCANVAE
@@ -383,23 +384,32 @@ class SCVI:
 
     # ---------------------------------------------------------- differential expression
     def differential_expression(self, adata=None, *, groupby: str, group1, group2=None, n_samples: int = 5000,
-                                mode: str = "cells", seed: Optional[int] = None) -> pd.DataFrame:
-        """Bayes factors for group1 vs group2 (or vs the rest), paper's Bayesian DE.
+                                mode: str = "cells", compare: str = "population", delta: Optional[float] = None,
+                                n_draws: int = 200, max_population: int = 2000,
+                                seed: Optional[int] = None) -> pd.DataFrame:
+        """Bayes factors for group1 vs group2 (or vs the rest), paper's Bayesian DE (see de.py).
 
-        mode "cells": random cell pairs, z ~ q(z|x), batch marginalised with p(s) (scVI).
+        mode "cells": random cells, z ~ q(z|x), batch marginalised with p(s) (scVI); "labels":
+        z ~ p(z|u, c) p(u) (scANVI). compare "pairs" (the paper): p(h_a > h_b) over ``n_samples``
+        random pairs, score |log K|; "population": ``n_draws`` bootstrap populations per group (as
+        many draws as the group has cells, at most ``max_population``), score = log K of
+        |LFC of the population means| > ``delta`` (None: estimated from all genes' LFCs).
         """
         data = self._data(adata)
         obs = adata.obs if adata is not None else self._obs
         if groupby not in obs:
             raise MethodInputError(f"obs[{groupby!r}] (groupby / de_key) is missing")
+        if compare not in ("pairs", "population"):
+            raise MethodInputError(f"compare must be 'pairs' (the paper) or 'population', got {compare!r}")
         values = obs[groupby].astype(object).to_numpy()
         mask1 = values == group1
         mask2 = ~mask1 & pd.notna(values) if group2 is None else values == group2
         for name, m in ((group1, mask1), (group2 if group2 is not None else "rest", mask2)):
             if not m.any():
                 raise MethodInputError(f"DE group {name!r} has no cells in obs[{groupby!r}]")
-        rng = np.random.default_rng(self.seed if seed is None else seed)
-        torch.manual_seed(self.seed if seed is None else seed)
+        seed = self.seed if seed is None else seed
+        rng = np.random.default_rng(seed)
+        torch.manual_seed(seed)
         weights = self._batch_weights("marginal")
         self.module.eval()
         draw_a, draw_b = self._cell_drawer(data, np.flatnonzero(mask1), rng, weights), \
@@ -408,10 +418,24 @@ class SCVI:
             draw_a, draw_b = self._label_drawers(group1, group2, weights, rng)
         elif mode != "cells":
             raise MethodInputError(f"mode must be 'cells' or 'labels', got {mode!r}")
-        res = monte_carlo_compare(draw_a, draw_b, n_samples)
-        return de_table(self.genes, res["proba"], res["lfc_mean"], res["lfc_median"],
-                        expression_fraction(data.X, mask1), expression_fraction(data.X, mask2),
-                        str(group1), "rest" if group2 is None else str(group2))
+        fracs = (expression_fraction(data.X, mask1), expression_fraction(data.X, mask2),
+                 str(group1), "rest" if group2 is None else str(group2))
+        if compare == "pairs":
+            res = monte_carlo_compare(draw_a, draw_b, n_samples)
+            return de_table(self.genes, res["proba"], res["lfc_mean"], res["lfc_median"], *fracs)
+        return self._population_de(draw_a, draw_b, (int(mask1.sum()), int(mask2.sum())), n_draws,
+                                   max_population, delta, seed, fracs)
+
+    def _population_de(self, draw_a, draw_b, sizes, n_draws, max_population, delta, seed, fracs):
+        """compare="population": LFC draws of the two population means -> direction and change K."""
+        n_a, n_b = (min(int(n), int(max_population)) for n in sizes)
+        lfc = population_lfc_draws(draw_a, draw_b, n_a, n_b, int(n_draws))
+        lfc_mean, lfc_sd = lfc.mean(0), lfc.std(0, ddof=1)
+        if delta is None:
+            delta = estimate_delta(lfc_mean, seed=seed)
+        proba_de, log_k = change_log_k(lfc_mean, lfc_sd, float(delta))
+        change = {"proba_de": proba_de, "log_k": log_k, "lfc_sd": lfc_sd, "delta": delta}
+        return de_table(self.genes, (lfc > 0).mean(0), lfc_mean, np.median(lfc, 0), *fracs, change=change)
 
     def _cell_drawer(self, data: CountData, cells: np.ndarray, rng, weights):
         def draw(n):

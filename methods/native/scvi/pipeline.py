@@ -21,7 +21,8 @@ DEFAULTS = {
     "n_epochs": None, "batch_size": 128, "lr": 1e-3, "eps": 0.01, "weight_decay": 1e-6,
     "n_layers": 2, "n_hidden": 128, "dropout": 0.1, "gene_likelihood": "zinb", "dispersion": "gene",
     "library": "latent", "n_epochs_kl_warmup": None, "early_stopping": False, "device": None,
-    "n_top_genes": None, "de_n_samples": 5000, "de_mode": None, "correct_batch": "marginal",
+    "n_top_genes": None, "de_n_samples": 5000, "de_mode": None, "de_compare": "population", "de_delta": None,
+    "de_n_draws": 200, "correct_batch": "marginal",
     "progress_bar": False,
 }
 
@@ -139,8 +140,11 @@ def collect_outputs(model, adata, task, params: dict, outputs, variant: str) -> 
         mode = params["de_mode"]
         if mode is None:
             mode = "labels" if (isinstance(model, SCANVI) and key == task.label_key) else "cells"
+        # compare "population" (default; de.py) or "pairs" (the paper's random-pair Bayes factors)
         out["de"] = model.differential_expression(groupby=key, group1=g1, group2=g2,
-                                                  n_samples=int(params["de_n_samples"]), mode=mode)
-        extras["de_mode"] = mode
+                                                  n_samples=int(params["de_n_samples"]), mode=mode,
+                                                  compare=params["de_compare"], delta=params["de_delta"],
+                                                  n_draws=int(params["de_n_draws"]))
+        extras["de_mode"], extras["de_compare"] = mode, params["de_compare"]
     out["extras"] = extras
     return out
