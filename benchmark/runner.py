@@ -81,20 +81,23 @@ class Outcome:
 def data_checksum(adata) -> str:
     """sha256 of what a method sees: counts, obs, obsm, var names (content, not object identity)."""
     h = hashlib.sha256()
-    X = adata.X
-    if hasattr(X, "indptr"):
-        for arr in (X.indptr, X.indices, X.data):
-            h.update(np.ascontiguousarray(arr).tobytes())
-    else:
-        h.update(np.ascontiguousarray(X).tobytes())
-    h.update(str(X.shape).encode())
+    _hash_counts(h, adata.X)
     h.update(pd.util.hash_pandas_object(adata.obs.astype(str), index=True).to_numpy().tobytes())
     h.update("\x00".join(map(str, adata.var_names)).encode())
-    for k in sorted(adata.obsm.keys()):
-        v = adata.obsm[k]
-        h.update(k.encode())
-        h.update(pd.util.hash_pandas_object(pd.DataFrame(np.asarray(v))).to_numpy().tobytes())
+    _hash_obsm(h, adata)
     return h.hexdigest()
+
+
+def _hash_counts(h, X) -> None:
+    for arr in ((X.indptr, X.indices, X.data) if hasattr(X, "indptr") else (X,)):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    h.update(str(X.shape).encode())
+
+
+def _hash_obsm(h, adata) -> None:
+    for k in sorted(adata.obsm.keys()):
+        h.update(k.encode())
+        h.update(pd.util.hash_pandas_object(pd.DataFrame(np.asarray(adata.obsm[k]))).to_numpy().tobytes())
 
 
 def _source_digest(obj) -> str:
@@ -132,15 +135,10 @@ def method_view_checksum(adata, uses_labels: bool) -> str:
     if uses_labels:
         return data_checksum(adata)
     h = hashlib.sha256()
-    X = adata.X
-    for arr in ((X.indptr, X.indices, X.data) if hasattr(X, "indptr") else (X,)):
-        h.update(np.ascontiguousarray(arr).tobytes())
-    h.update(str(X.shape).encode())
+    _hash_counts(h, adata.X)
     for names in (adata.var_names, adata.obs_names, adata.obs["batch"].astype(str) if "batch" in adata.obs else ()):
         h.update("\x00".join(map(str, names)).encode() + b"\x01")
-    for k in sorted(adata.obsm.keys()):
-        h.update(k.encode())
-        h.update(pd.util.hash_pandas_object(pd.DataFrame(np.asarray(adata.obsm[k]))).to_numpy().tobytes())
+    _hash_obsm(h, adata)
     return h.hexdigest()
 
 
