@@ -111,3 +111,37 @@ class DenseMetrics:
         from benchmark.metrics import scib_suite
 
         scib_suite(self.X, self.b, self.y, self.X_pre)
+
+
+class CellCycle:
+    """Cell-cycle conservation on a sparse log-expression of 2,000 genes (the 97 Tirosh genes
+    among them), 4 batches: gene-set scores per batch, then PCR on the expression and the latent."""
+    params = [1_000, 10_000]
+    param_names = ["n_cells"]
+    timeout = 600
+    number = 1
+    repeat = (1, 3, 120.0)
+
+    def setup(self, n_cells):
+        import scipy.sparse as sp
+
+        from benchmark.metrics.cell_cycle_genes import G2M_GENES, S_GENES
+
+        rng = np.random.default_rng(0)
+        self.X, _, self.b = _latent(n_cells)
+        n_genes = 2000
+        counts = sp.random(n_cells, n_genes, density=0.1, format="csr", random_state=1,
+                           data_rvs=lambda k: rng.poisson(3.0, k) + 1.0)
+        counts.data = np.log1p(counts.data)
+        self.L = counts
+        self.genes = list(S_GENES + G2M_GENES) + [f"gene{i}" for i in range(n_genes - 97)]
+
+    def time_cell_cycle_scores(self, n_cells):
+        from benchmark.metrics import cell_cycle_scores
+
+        cell_cycle_scores(self.L, self.genes, self.b)
+
+    def time_cell_cycle_conservation(self, n_cells):
+        from benchmark.metrics import cell_cycle_conservation, cell_cycle_scores
+
+        cell_cycle_conservation(self.L, self.X, cell_cycle_scores(self.L, self.genes, self.b), self.b)

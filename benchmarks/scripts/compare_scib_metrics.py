@@ -3,6 +3,9 @@
 1. Agreement: on a real dataset (cellbench_mixology: log-normalised, top-variance genes, PCA),
    several embeddings are scored by each metric in both implementations on *identical saved
    inputs and the same neighbour graph*; prints |ours - theirs| per metric (target <= 1e-3).
+   With ``--scib-path`` (a folder holding scib 1.x for the peer python, e.g. made by
+   ``pip install --no-deps --target /tmp/scib_pkg scib deprecated wrapt``), also the cell-cycle
+   conservation (scib 1.x only, not in scib-metrics) on the log-normalised expression of all genes.
 2. Speed: our whole suite vs scib-metrics' ``Benchmarker`` (its default metrics, its own
    pynndescent neighbours), each in a fresh process so cold start (imports, JIT) counts, at
    about 1,000 (the 1,021 real cells) and 20,000 cells (synthetic cells interpolated between
@@ -62,6 +65,30 @@ PEER_SAME_GRAPH = textwrap.dedent('''
         # the partition behind those k-means scores (same call, same default seed) for the inertia check
         out[str(name)]["kmeans_labels"] = KMeans(len(np.unique(y))).fit(np.array(X)).labels_.tolist()
     json.dump(out, open(sys.argv[2], "w"))
+''')
+
+PEER_CELL_CYCLE = textwrap.dedent('''
+    import json, sys, warnings
+    warnings.filterwarnings("ignore")
+    import numpy as np, pandas as pd, anndata as ad, scipy.sparse as sp
+    import scib
+    d = np.load(sys.argv[1], allow_pickle=True)
+    L = sp.load_npz(sys.argv[2]).tocsr()
+    obs = pd.DataFrame({"batch": pd.Categorical(d["batches"])}, index=[f"c{i}" for i in range(L.shape[0])])
+    pre = ad.AnnData(X=L, obs=obs, var=pd.DataFrame(index=[str(g) for g in d["genes"]]))
+    scores = np.zeros((L.shape[0], 2))
+    for b in pre.obs["batch"].cat.categories:  # the S/G2M scores scib's cell_cycle computes per batch
+        sub = pre[(pre.obs["batch"] == b).to_numpy()].copy()
+        scib.pp.score_cell_cycle(sub, organism="human")
+        scores[(pre.obs["batch"] == b).to_numpy()] = sub.obs[["S_score", "G2M_score"]].to_numpy()
+    out = {"scib_version": scib.__version__, "scores": scores.tolist(), "cell_cycle": {}}
+    for name in d["names"]:
+        post = ad.AnnData(X=np.zeros((L.shape[0], 1)), obs=obs.copy())
+        post.obsm["X_emb"] = np.asarray(d["emb_" + name], dtype=np.float64)
+        out["cell_cycle"][str(name)] = float(scib.me.cell_cycle(pre, post, batch_key="batch", embed="X_emb",
+                                                                organism="human"))
+    with open(sys.argv[3], "w") as f:
+        json.dump(out, f)
 ''')
 
 PEER_BENCHMARKER = textwrap.dedent('''
@@ -131,7 +158,8 @@ def real_inputs(data_dir: Path, seed: int = 0, n_pcs: int = 30, n_genes: int = 2
     rng = np.random.default_rng(seed)
     emb = {"pca": pca, "pca_batch_centred": centred, "shuffled": pca[rng.permutation(len(pca))],
            "random": rng.normal(size=(len(pca), 10))}
-    return {"emb": emb, "batches": batches, "labels": labels, "X_pre": pca}
+    return {"emb": emb, "batches": batches, "labels": labels, "X_pre": pca, "lognorm": X,
+            "genes": np.asarray(a.var_names, dtype=str)}
 
 
 def resample(inputs: dict, n: int, seed: int = 0, n_partners: int = 15) -> dict:
@@ -250,6 +278,32 @@ def print_kmeans_check(ours: dict, theirs: dict, optima: dict) -> None:
             "and a score lies OUTSIDE the spread of single-start optima: investigate"))
 
 
+def cell_cycle_agreement(peers: str, scib_path: str, inputs: dict, out: Path) -> None:
+    """Cell-cycle conservation (ours vs scib 1.x) on every embedding, same S/G2M gene lists."""
+    import scipy.sparse as sp
+
+    sys.path.insert(0, str(REPO))
+    from benchmark.metrics import cell_cycle_conservation, cell_cycle_scores
+
+    L = sp.csr_matrix(inputs["lognorm"])
+    sp.save_npz(out / "lognorm.npz", L)
+    np.savez(out / "cell_cycle_inputs.npz", batches=inputs["batches"], genes=inputs["genes"],
+             names=np.array(list(inputs["emb"])), **{"emb_" + k: v for k, v in inputs["emb"].items()})
+    (out / "peer_cell_cycle.py").write_text(PEER_CELL_CYCLE)
+    subprocess.run([peers, str(out / "peer_cell_cycle.py"), str(out / "cell_cycle_inputs.npz"), str(out / "lognorm.npz"),
+                    str(out / "peer_cell_cycle.json")], check=True, timeout=3600,
+                   env={**os.environ, "PYTHONPATH": scib_path, "PYTHONWARNINGS": "ignore"})
+    theirs = json.loads((out / "peer_cell_cycle.json").read_text())
+    cc = cell_cycle_scores(L, inputs["genes"], inputs["batches"])
+    print(f"\nCell-cycle conservation vs scib {theirs['scib_version']} (log-normalised expression of all genes):")
+    print(f"S/G2M scores: max |ours - scanpy's| = {np.abs(cc - np.asarray(theirs['scores'])).max():.1e}")
+    for name, E in inputs["emb"].items():
+        ours = cell_cycle_conservation(L, E, cc, inputs["batches"])
+        ref = theirs["cell_cycle"][name]
+        flag = "" if abs(ours - ref) <= 1e-3 else "  > 1e-3"
+        print(f"{name:20s} ours {ours:.6f}  scib {ref:.6f}  |diff| {abs(ours - ref):.1e}{flag}")
+
+
 def run(cmd, timeout=3600) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, timeout=timeout, env={**os.environ, "PYTHONWARNINGS": "ignore"})
@@ -262,6 +316,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--sizes", type=int, nargs="*", default=[1000, 20000])
     ap.add_argument("--skip-agreement", action="store_true")
+    ap.add_argument("--scib-path", default=None,
+                    help="folder with scib 1.x importable by the peer python: adds the cell-cycle agreement")
     ap.add_argument("--out", type=Path, default=None, help="folder for inputs and JSON results (default: temp)")
     args = ap.parse_args(argv)
     if not Path(args.peers).exists():
@@ -297,21 +353,26 @@ def main(argv=None) -> int:
         optima = kmeans_local_optima(path, theirs)
         print_kmeans_check(ours, theirs, optima)
         (out / "agreement.json").write_text(json.dumps({"ours": ours, "theirs": theirs, "kmeans": optima}, indent=1))
+        if args.scib_path:
+            cell_cycle_agreement(args.peers, args.scib_path, real, out)
 
     print("\nSpeed, fresh processes (cold start included), 4 embeddings each:")
-    print(f"{'cells':>7s} {'ours total s':>13s} {'(nn / metrics)':>16s} {'scib-metrics s':>15s} {'(nn / metrics)':>16s} {'ratio':>7s}")
+    print(f"{'cells':>7s} {'ours total s':>13s} {'(nn / metrics)':>16s} {'scib-metrics s':>15s} {'(nn / metrics)':>16s} "
+          f"{'ratio':>7s} {'1-min load before/after':>24s}")
     for n in args.sizes:
         # about 1,000 cells: the real 1,021 themselves; larger: real cells resampled
         inputs = real if n <= len(real["batches"]) else resample(real, n)
         n = len(inputs["batches"])
         path = out / f"speed_{n}.npz"
         save(inputs, path)
+        load_before = os.getloadavg()[0]  # the machine may be shared: say how busy it was
         t_ours = run([sys.executable, str(out / "ours_suite.py"), str(path), str(out / f"ours_{n}.json"), str(REPO)])
         t_peer = run([args.peers, str(out / "peer_benchmarker.py"), str(path), str(out / f"peer_{n}.json")])
         o = json.loads((out / f"ours_{n}.json").read_text())
         p = json.loads((out / f"peer_{n}.json").read_text())
         print(f"{n:7d} {t_ours:13.1f} {o['neighbors_s']:7.1f} /{o['metrics_s']:7.1f} {t_peer:15.1f} "
-              f"{p['neighbors_s']:7.1f} /{p['metrics_s']:7.1f} {t_peer / t_ours:7.1f}x")
+              f"{p['neighbors_s']:7.1f} /{p['metrics_s']:7.1f} {t_peer / t_ours:7.1f}x "
+              f"{load_before:12.1f} / {os.getloadavg()[0]:.1f}")
     print(f"\ninputs and JSON results in {out}")
     return 0
 
