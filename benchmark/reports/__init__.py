@@ -168,7 +168,8 @@ def build_report(run_dir: Path, *, umap: bool = True, umap_max_inputs: Optional[
                 "Every number the scANVI paper publishes about a result (benchmark/reports/paper_numbers.csv, "
                 "with the figure or section it comes from), our mean ± sd over seeds on the stand-in "
                 "datasets, and ours minus the paper's. The paper's datasets differ from the stand-ins "
-                "(see each row's paper_dataset), so differences measure both method and data.",
+                "(see each row's paper_dataset), so differences measure both method and data. Per scenario, "
+                "where and why ours differ from the paper: benchmark/reports/paper_vs_ours.md in the repository.",
                 tables=[("", pvo)]),
     ]
     for scenario in _scenario_order(sorted(results["scenario"].dropna().unique())):
