@@ -87,6 +87,41 @@ class FCLayers(nn.Module):
         return h
 
 
+class RowBlockLinear(torch.autograd.Function):
+    """``F.linear(h, weight, bias)`` split along the output units into contiguous blocks.
+
+    Same numbers as slicing one (n, sum sizes) output, but each block is its own contiguous
+    (n, size) matmul output, and the backward writes the weight/bias gradient blocks into one
+    buffer: slicing would zero-fill and add full-size gradient buffers on every step.
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, sizes):
+        ctx.save_for_backward(h, weight)
+        ctx.sizes = sizes
+        outs, start = [], 0
+        for size in sizes:
+            outs.append(torch.addmm(bias[start:start + size], h, weight[start:start + size].t()))
+            start += size
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        h, weight = ctx.saved_tensors
+        g_w = torch.empty_like(weight)
+        g_b = torch.empty(weight.shape[0], dtype=weight.dtype, device=weight.device)
+        g_h, start = None, 0
+        for size, g in zip(ctx.sizes, grads):
+            if g is None:
+                g = torch.zeros((h.shape[0], size), dtype=h.dtype, device=h.device)
+            block = weight[start:start + size]
+            torch.mm(g.t(), h, out=g_w[start:start + size])
+            torch.sum(g, 0, out=g_b[start:start + size])
+            g_h = torch.mm(g, block) if g_h is None else g_h.addmm_(g, block)
+            start += size
+        return g_h, g_w, g_b, None
+
+
 class GaussianHead(nn.Module):
     """Mean and variance (exp link + floor) of a diagonal Gaussian from hidden units."""
 
@@ -183,9 +218,11 @@ class VAE(nn.Module):
         zf = z.reshape(-1, z.shape[-1])
         if batch is not None and zf.shape[0] != batch.shape[0]:
             batch = batch.repeat(zf.shape[0] // batch.shape[0])
-        heads = self.px_heads(self.decoder(zf, batch if self.n_batch > 1 else None))
-        log_scale = F.log_softmax(heads[:, : self.n_genes], dim=-1).reshape(lead + (self.n_genes,))
-        pi = heads[:, self.n_genes:].reshape(lead + (self.n_genes,)) if self.gene_likelihood == "zinb" else None
+        h = self.decoder(zf, batch if self.n_batch > 1 else None)
+        n_heads = self.px_heads.out_features // self.n_genes
+        heads = RowBlockLinear.apply(h, self.px_heads.weight, self.px_heads.bias, (self.n_genes,) * n_heads)
+        log_scale = F.log_softmax(heads[0], dim=-1).reshape(lead + (self.n_genes,))
+        pi = heads[1].reshape(lead + (self.n_genes,)) if self.gene_likelihood == "zinb" else None
         return log_scale, pi
 
     def log_theta_for(self, batch: torch.Tensor, label: Optional[torch.Tensor]) -> torch.Tensor:
@@ -216,7 +253,7 @@ class VAE(nn.Module):
         """Per-cell -log p(x | z, l, s) without the constant sum lgamma(x + 1)."""
         if (self.use_fused and self.gene_likelihood in ("zinb", "nb") and gen["log_mu"].dim() == 2
                 and fused_available(x, gen["log_mu"], gen["log_theta"], gen["pi_logits"])):
-            return fused_count_nll(self.gene_likelihood, x, gen["log_mu"], gen["log_theta"], gen["pi_logits"])
+            return fused_count_nll(self.gene_likelihood, x, gen["log_mu"], gen["log_theta"], gen["pi_logits"], nz)
         return count_nll_training(self.gene_likelihood, x, nz, gen["log_mu"], gen["log_theta"], gen["pi_logits"])
 
     def loss(self, x, nz: SparseCounts, batch, label=None, kl_weight: float = 1.0) -> dict:
