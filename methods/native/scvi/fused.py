@@ -61,11 +61,31 @@ def _lgamma_ratio(x, th):
 _F1 = np.float32(1.0)
 
 
+def _lgamma_ratio_table(theta: torch.Tensor):
+    """Per-gene (lgamma(x + theta) - lgamma(theta), its theta-derivative) for x = 0.._SMALL_COUNT - 1.
+
+    With one theta per gene these depend on (x, gene) only: 2 x 15 x G logs and reciprocals
+    per step instead of a product loop and a log at every non-zero entry.
+    """
+    th = theta.reshape(-1).double()
+    terms = th + torch.arange(_SMALL_COUNT - 1, dtype=torch.float64).unsqueeze(1)  # theta + k
+    lg = torch.zeros((_SMALL_COUNT, th.shape[0]), dtype=torch.float64)
+    dg = torch.zeros_like(lg)
+    torch.cumsum(torch.log(terms), 0, out=lg[1:])
+    torch.cumsum(terms.reciprocal_(), 0, out=dg[1:])
+    return lg, dg
+
+
 @numba.njit(fastmath=True, cache=True, nogil=True)
 def _nonzero_kernel(rows, cols, vals, k0, k1, log_mu, theta, s, L, thr, nb0, gw, sp_w, pi, zero_inflated,
-                    ll, g_lm, g_lt, g_pi):
-    """Add to the x = 0 terms what the non-zero counts k0..k1 (whole rows) change."""
+                    ll, g_lm, g_lt, g_pi, lg_table, dg_table):
+    """Add to the x = 0 terms what the non-zero counts k0..k1 (whole rows) change.
+
+    ``lg_table``/``dg_table`` (x, gene): the lgamma ratios for small counts when theta is per
+    gene; (1, 1) otherwise.
+    """
     per_cell_theta = theta.shape[0] > 1
+    use_table = lg_table.shape[0] == _SMALL_COUNT
     for k in range(k0, k1):
         i = rows[k]
         g = cols[k]
@@ -73,7 +93,11 @@ def _nonzero_kernel(rows, cols, vals, k0, k1, log_mu, theta, s, L, thr, nb0, gw,
         th = theta[i if per_cell_theta else 0, g]
         t = thr[i, g]  # theta * mu / (theta + mu)
         omr = th / s[i, g]  # theta / (theta + mu)
-        lg, dg = _lgamma_ratio(np.float64(xv), np.float64(th))
+        if use_table and xv < _SMALL_COUNT and xv == math.floor(xv):
+            lg = lg_table[int(xv), g]
+            dg = dg_table[int(xv), g]
+        else:
+            lg, dg = _lgamma_ratio(np.float64(xv), np.float64(th))
         d_ll = xv * (log_mu[i, g] - L[i, g]) + np.float32(lg)
         d_lt = th * np.float32(dg) - xv * omr
         d_lm = xv * omr
@@ -173,17 +197,26 @@ class FusedCountNLL(torch.autograd.Function):
         after = (log_mu.detach().numpy(), arr(t["theta"]), arr(t["s"]), arr(t["L"]), arr(t["thr"]), arr(t["nb0"]),
                  arr(t["gw"]), arr(t["sp_w"]), arr(pi_logits.detach() if zi else None), zi,
                  ll, arr(t["g_lm"]), arr(t["g_lt"]), arr(t["g_pi"]))
+        if log_theta.shape[0] == 1:
+            after = after + tuple(a.numpy() for a in _lgamma_ratio_table(t["theta"]))
+        else:
+            after = after + (np.zeros((1, 1)), np.zeros((1, 1)))
         _run_nonzeros(before, after, rows, n)
-        ctx.zi = zi
+        ctx.zi, ctx.theta_rows = zi, log_theta.shape[0]
         ctx.save_for_backward(t["g_lm"], t["g_lt"], t["g_pi"] if zi else t["g_lm"])
         return -(t["ll"].double() + torch.from_numpy(ll)).float()
 
     @staticmethod
     def backward(ctx, grad_out):
+        # in place: the buffers are this step's own (a second backward through this graph
+        # fails autograd's saved-tensor version check instead of using scaled gradients)
         g_lm, g_lt, g_pi = ctx.saved_tensors
         go = -grad_out.unsqueeze(1)  # the gradients above are of +log-likelihood
-        g_theta = g_lt * go
-        return g_lm * go, g_theta, (g_pi * go if ctx.zi else None), None
+        if ctx.theta_rows == 1:  # per-gene theta: sum over cells as one matrix-vector product
+            g_theta = torch.mm(go.t(), g_lt)
+        else:
+            g_theta = g_lt.mul_(go)
+        return g_lm.mul_(go), g_theta, (g_pi.mul_(go) if ctx.zi else None), None
 
 
 def fused_available(*tensors) -> bool:
