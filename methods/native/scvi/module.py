@@ -33,9 +33,6 @@ DISPERSIONS = ("gene", "gene-batch", "gene-label")
 class FCLayers(nn.Module):
     """Linear -> BatchNorm -> ReLU -> Dropout, repeated; a categorical covariate (e.g. the batch)
     enters every layer as a one-hot column block.
-
-    The one-hot product W_cat @ onehot(s) is done as a row lookup of W_cat, which is the same
-    function as concatenating the one-hot to the input, without building it.
     """
 
     def __init__(self, n_in: int, n_out: int, n_layers: int = 1, n_hidden: int = 128,
@@ -55,14 +52,13 @@ class FCLayers(nn.Module):
 
     def forward(self, x: torch.Tensor, cat: Optional[torch.Tensor] = None) -> torch.Tensor:
         for lin, norm, with_cat in zip(self.linears, self.norms, self.cat_layers):
-            if with_cat:
-                n_in = lin.in_features - self.n_cat
-                h = F.linear(x, lin.weight[:, :n_in], lin.bias)
-                if cat is not None:
-                    # embedding, not W.t()[cat]: advanced indexing's backward adds in parallel
-                    # (run-to-run different bits) once it has >= 32768 entries and threads > 1
-                    h = h + F.embedding(cat, lin.weight[:, n_in:].t())
-                x = h
+            if with_cat and cat is not None:
+                # [x, onehot(s)] through one matmul: its backward is one GEMM per weight, where
+                # a row lookup of W_s would zero-fill and add full-size slice gradients each step
+                # (and advanced indexing's backward is not deterministic with several threads)
+                x = lin(torch.cat([x, F.one_hot(cat, self.n_cat).to(x.dtype)], dim=-1))
+            elif with_cat:
+                x = F.linear(x, lin.weight[:, : lin.in_features - self.n_cat], lin.bias)
             else:
                 x = lin(x)
             x = F.relu(norm(x))
