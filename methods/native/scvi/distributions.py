@@ -16,6 +16,7 @@ Parametrisation (all tensors broadcast over cells x genes): ``log_mu`` = log mea
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 LIKELIHOODS = ("zinb", "nb", "poisson")
+_LOG_2PI = math.log(2 * math.pi)
 
 
 def log_nb(x: torch.Tensor, log_mu: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor:
@@ -132,9 +134,9 @@ def kl_normal_normal(m1, v1, m2, v2) -> torch.Tensor:
 
 def log_normal_density(x, mean, var) -> torch.Tensor:
     """log N(x; mean, var) summed over the last axis."""
-    return -0.5 * (((x - mean).pow(2) / var) + var.log() + torch.log(torch.tensor(2 * torch.pi))).sum(-1)
+    return -0.5 * (((x - mean).pow(2) / var) + var.log() + _LOG_2PI).sum(-1)
 
 
 def gaussian_entropy(var: torch.Tensor) -> torch.Tensor:
     """Entropy of N(., var) summed over the last axis."""
-    return 0.5 * (var.log() + 1.0 + torch.log(torch.tensor(2 * torch.pi))).sum(-1)
+    return 0.5 * (var.log() + 1.0 + _LOG_2PI).sum(-1)

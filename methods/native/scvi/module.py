@@ -70,10 +70,11 @@ class FCLayers(nn.Module):
     def forward_first_units(self, x: torch.Tensor, cat: Optional[torch.Tensor], n_units: int) -> torch.Tensor:
         """A one-layer stack evaluated for its first ``n_units`` outputs only (same function)."""
         lin, norm = self.linears[0], self.norms[0]
-        n_in = lin.in_features - (self.n_cat if self.cat_layers[0] else 0)
-        h = F.linear(x, lin.weight[:n_units, :n_in], lin.bias[:n_units])
         if self.cat_layers[0] and cat is not None:
-            h = h + F.embedding(cat, lin.weight[:n_units, n_in:].t())
+            x = torch.cat([x, F.one_hot(cat, self.n_cat).to(x.dtype)], dim=-1)
+        elif self.cat_layers[0]:
+            x = F.pad(x, (0, self.n_cat))  # zero one-hot block: no covariate term
+        h = LeadingRowsLinear.apply(x, lin.weight, lin.bias, n_units)
         use_batch_stats = self.training or norm.running_mean is None
         h = F.batch_norm(h, norm.running_mean[:n_units].clone(), norm.running_var[:n_units].clone(),
                          norm.weight[:n_units], norm.bias[:n_units], use_batch_stats, 0.0, norm.eps)
@@ -116,6 +117,28 @@ class RowBlockLinear(torch.autograd.Function):
             g_h = torch.mm(g, block) if g_h is None else g_h.addmm_(g, block)
             start += size
         return g_h, g_w, g_b, None
+
+
+class LeadingRowsLinear(torch.autograd.Function):
+    """``F.linear(x, weight[:k], bias[:k])`` whose backward writes the gradient of the first
+    ``k`` rows straight into a full-size buffer (a slice's backward also copies it there)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, k):
+        ctx.save_for_backward(x, weight)
+        ctx.k = k
+        return torch.addmm(bias[:k], x, weight[:k].t())
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved_tensors
+        k = ctx.k
+        g_w = torch.zeros_like(weight)
+        torch.mm(g.t(), x, out=g_w[:k])
+        g_b = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
+        torch.sum(g, 0, out=g_b[:k])
+        g_x = torch.mm(g, weight[:k]) if ctx.needs_input_grad[0] else None
+        return g_x, g_w, g_b, None
 
 
 class GaussianHead(nn.Module):
