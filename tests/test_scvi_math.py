@@ -155,3 +155,53 @@ def test_fused_cpu_kernel_matches_autograd_path(likelihood, per_cell_theta):
             assert a is None
         else:
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("n_cat", [0, 3])
+def test_matmul_shortcuts_match_plain_linear_layers(n_cat):
+    """RowBlockLinear (the decoder heads), LeadingRowsLinear (the labelled z-pass) and the
+    one-hot concatenation give the values and gradients of the plain layers they replace."""
+    from methods.native.scvi.module import FCLayers, RowBlockLinear
+
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(9, 5, generator=g, requires_grad=True)
+    lin = torch.nn.Linear(5, 8)
+    w_out = torch.randn(9, 8, generator=g)
+    a, b = RowBlockLinear.apply(h, lin.weight, lin.bias, (3, 5))
+    (torch.cat([a, b], 1) * w_out).sum().backward()
+    got = [h.grad.clone(), lin.weight.grad.clone(), lin.bias.grad.clone()]
+    h.grad = None
+    lin.zero_grad()
+    (lin(h) * w_out).sum().backward()
+    for x, y in zip(got, [h.grad, lin.weight.grad, lin.bias.grad]):
+        torch.testing.assert_close(x, y)
+
+    layers = FCLayers(20, 16, 1, 16, n_cat=n_cat, dropout=0.0).train()
+    x = torch.randn(9, 20, generator=g)
+    cat = torch.randint(0, 3, (9,), generator=g) if n_cat else None
+    part = layers.forward_first_units(x, cat, 6)
+    (part * w_out[:, :6]).sum().backward()
+    g_part = layers.linears[0].weight.grad.clone()
+    layers.zero_grad()
+    full = layers(x, cat)[:, :6]
+    (full * w_out[:, :6]).sum().backward()
+    torch.testing.assert_close(part, full)
+    torch.testing.assert_close(g_part, layers.linears[0].weight.grad)
+    if n_cat:  # the one-hot block equals adding the weight column of each cell's category
+        lin0 = layers.linears[0]
+        ref = x @ lin0.weight[:, :20].T + lin0.bias + lin0.weight[:, 20:].T[cat]
+        torch.testing.assert_close(torch.cat([x, torch.nn.functional.one_hot(cat, 3).float()], 1) @ lin0.weight.T
+                                   + lin0.bias, ref)
+
+
+def test_one_thread_restores_the_thread_count():
+    from methods.native.scvi.model import one_thread
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with one_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
