@@ -68,6 +68,8 @@ def test_scanvi_variants_label_every_cell(sim, name):
     np.testing.assert_allclose(out["probabilities"].to_numpy().sum(1), 1.0, rtol=1e-5)
     assert list(out["probabilities"].index) == list(sim.obs_names)
     np.testing.assert_allclose(out["extras"]["max_posterior"], out["probabilities"].max(1))
+    # the DE groups are label classes: scANVI conditions on them (paper), de_key != label_key or not
+    assert out["extras"]["de_mode"] == "labels" and out["de"]["score"].notna().all()
     if name == "scanvi_hierarchical":
         levels = out["extras"]["levels"]
         assert set(levels) == {"fine", "coarse"}

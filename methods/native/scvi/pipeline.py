@@ -138,8 +138,10 @@ def collect_outputs(model, adata, task, params: dict, outputs, variant: str) -> 
         key = task.de_key or task.label_key
         g1, g2 = (tuple(task.de_groups) + (None,))[:2]
         mode = params["de_mode"]
-        if mode is None:
-            mode = "labels" if (isinstance(model, SCANVI) and key == task.label_key) else "cells"
+        if mode is None:  # scANVI conditions on labels whenever the DE groups are its label classes
+            labels = model.labels if isinstance(model, SCANVI) else []
+            groups_are_labels = all(str(g) in labels for g in (g1, g2) if g is not None)
+            mode = "labels" if isinstance(model, SCANVI) and (key == task.label_key or groups_are_labels) else "cells"
         # compare "population" (default; de.py) or "pairs" (the paper's random-pair Bayes factors)
         out["de"] = model.differential_expression(groupby=key, group1=g1, group2=g2,
                                                   n_samples=int(params["de_n_samples"]), mode=mode,
