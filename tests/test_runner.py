@@ -186,6 +186,8 @@ def test_scenario_params_override_method_params_in_one_scenario_only():
     assert PAPER.params_for("scvi", "scaling") == {"n_epochs": 250}  # the paper's 100k-cell setting
     assert PAPER.params_for("scvi", "pair") == {"n_epochs": 400}
     assert PAPER.params_for("scvi") == {"n_epochs": 400}
+    assert QUICK.params_for("scanvi", "seed_labeling") == {"n_epochs": 100, "classifier_epochs": 10}
+    assert QUICK.params_for("scanvi", "pair") == {"n_epochs": 20, "classifier_epochs": 10}
     prof = TINY.replace(method_params={"t_embed": {"scale": 2.0}}, scenario_params={"t_scenario": {"t_embed": {"scale": 3.0}}})
     jobs, _ = runner.plan([SC], prof, methods=["t_embed"])
     assert [j.params for j in jobs] == [{"scale": 3.0}]
