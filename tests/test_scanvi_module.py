@@ -39,3 +39,14 @@ def test_warmup_weight_spares_the_z_level_and_scales_kl_u_c_l():
     assert bool((weighted >= -1e-5).all())
     labelled = mb.label >= 0
     assert bool((weighted[labelled] >= np.log(3) - 1e-5).all())
+
+
+def test_a_lone_unlabelled_cell_in_a_training_minibatch_is_classified():
+    torch.manual_seed(0)
+    module = SCANVAE(30, 3, n_hidden=16, n_latent=4, classifier_hidden=16, classifier_layers=2).train()
+    mb = _minibatch(n=20)
+    mb.label[:] = torch.arange(20) % 3
+    mb.label[5] = -1  # BatchNorm in training mode cannot normalise one cell alone
+    out = _loss(module, mb, 1.0)
+    assert bool(torch.isfinite(out["total"]).all())
+    assert float(out["kl_z"][5]) != float(out["kl_z"][4])

@@ -119,7 +119,10 @@ class SCANVAE(VAE):
         cells = torch.cat([lab_cells, unl_cells.repeat_interleave(C)])
         classes = torch.cat([label[lab_cells], torch.arange(C, device=z.device).repeat(len(unl_cells))])
         z_terms, u_terms = self.latent_class_terms(z, cells, classes)
-        log_q = self.classifier.log_probs(z[unl_cells])  # (n_unl, C)
+        # q(c|z) of the unlabelled cells; BatchNorm in training needs > 1 cell, so a lone
+        # unlabelled cell is classified within the whole minibatch
+        log_q = (self.classifier.log_probs(z[unl_cells]) if len(unl_cells) > 1
+                 else self.classifier.log_probs(z).index_select(0, unl_cells))  # (n_unl, C)
         q = log_q.exp()
         weights = torch.cat([torch.ones(len(lab_cells), device=z.device), q.reshape(-1)])
         def per_cell(t):  # sum over each cell's (cell, class) pairs, weighted by q(c|z) or the label
