@@ -8,6 +8,7 @@ paper's repeats are.
 from __future__ import annotations
 
 import functools
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -31,12 +32,39 @@ _PBMC_COARSE = {  # both datasets' coarse labels onto one vocabulary (types in b
 }
 
 
-def prepare(adata, profile, *, n_genes=None, max_cells="profile"):
-    """Cap the cells (stratified by batch, fixed seed), select genes as the paper, drop empties."""
+def prepare(adata, profile, *, n_genes=None, max_cells="profile", cell_cycle=False):
+    """Cap the cells (stratified by batch, fixed seed), select genes as the paper, drop empties.
+
+    ``cell_cycle``: also score S and G2/M phase on ALL genes before the selection (the selected
+    genes rarely hold enough of the Tirosh lists) into ``obsm["cell_cycle_scores"]``, when the
+    data names at least MIN_GENES_PER_PHASE genes of each list; the caller moves it to the truth.
+    """
     cap = profile.max_cells if max_cells == "profile" else max_cells
     adata = subsample(adata, cap, seed=0)
+    scores = cell_cycle_scores_of(adata) if cell_cycle else None
     adata = select_genes(adata, profile.n_genes if n_genes is None else n_genes)
+    if scores is not None:
+        adata = adata.copy()  # never write into the caller's object
+        adata.obsm["cell_cycle_scores"] = scores
     return drop_empty(adata)
+
+
+def cell_cycle_scores_of(adata) -> Optional[np.ndarray]:
+    """(cells, 2) S and G2/M scores (scib's cell_cycle: scanpy scores per batch on log-normalised
+    counts), or None when the genes are not named by enough cell-cycle symbols (e.g. the simulator)."""
+    from benchmark.metrics.cell_cycle_genes import MIN_GENES_PER_PHASE, present_cell_cycle_genes
+    from benchmark.metrics.conservation import cell_cycle_scores
+
+    names = [str(g) for g in adata.var_names]
+    _, s_genes, g2m_genes = present_cell_cycle_genes(names)
+    if min(len(s_genes), len(g2m_genes)) < MIN_GENES_PER_PHASE:
+        return None
+    X = sp.csr_matrix(adata.X, dtype=np.float64)
+    lib = np.asarray(X.sum(1)).ravel()
+    lib[lib == 0] = 1
+    X = sp.csr_matrix(sp.diags(1e4 / lib) @ X)
+    X.data = np.log1p(X.data)  # LogNormalize, kept sparse (all genes)
+    return cell_cycle_scores(X, names, adata.obs["batch"].astype(str).to_numpy())
 
 
 def simulated_pair(profile, *, n_cell_types=5, hidden_types=None, n_batches=2, n_cells=None, **kw):
@@ -77,9 +105,9 @@ def pbmc_pair():
     return concat(parts)
 
 
-def pair_source(source, profile, **sim_kw):
+def pair_source(source, profile, *, cell_cycle=False, **sim_kw):
     """(AnnData with exactly two batches, (batch A, batch B)) for a pair source name;
-    ``sim_kw`` go to the simulator."""
+    ``sim_kw`` go to the simulator; ``cell_cycle`` as in :func:`prepare`."""
     if source == SIMULATED:
         a = simulated_pair(profile, **sim_kw)
     elif source == "cellbench_mixology":
@@ -91,7 +119,7 @@ def pair_source(source, profile, **sim_kw):
     else:
         raise ValueError(f"no pair is defined for source {source!r}; use one of "
                          f"{[SIMULATED, 'cellbench_mixology', PBMC_PAIR]}")
-    a = prepare(a, profile)
+    a = prepare(a, profile, cell_cycle=cell_cycle)
     batches = list(a.obs["batch"].cat.categories if hasattr(a.obs["batch"], "cat") else pd.unique(a.obs["batch"]))
     present = [b for b in batches if (a.obs["batch"].astype(str) == str(b)).any()]
     a.obs["batch"] = pd.Categorical(a.obs["batch"].astype(str), categories=[str(b) for b in present])

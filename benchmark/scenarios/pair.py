@@ -18,13 +18,17 @@ from .base import (SIMULATED, Inputs, Scenario, embedding_of, log_normalize, mas
                    per_batch_reference, purity_rows, source_label, truth_of)
 from .inputs import PAPER_PAIRS, PBMC_PAIR, pair_source
 
-UNSUPERVISED = ("scvi", "seurat", "mnn", "fastmnn", "combat", "pca", "harmony", "scanorama", "random_embedding")
+UNSUPERVISED = ("scvi", "seurat", "mnn", "fastmnn", "combat", "pca", "seurat_nocca", "harmony", "scanorama",
+                "random_embedding")
 
 
 def build(source, profile, seed):
-    adata, (a, b) = pair_source(source, profile)
+    adata, (a, b) = pair_source(source, profile, cell_cycle=True)
+    cell_cycle = adata.obsm.pop("cell_cycle_scores", None)  # evaluation only: not shown to methods
+    X_lognorm = log_normalize(adata.X)
     truth = truth_of(adata, batch_reference=per_batch_reference(adata, profile.n_latent, seed=0),
-                     X_pre=pca(log_normalize(adata.X), profile.n_latent, seed=0))
+                     X_pre=pca(X_lognorm, profile.n_latent, seed=0),
+                     cell_cycle=None if cell_cycle is None else (np.asarray(cell_cycle), X_lognorm))
     label = source_label(source, f"{a}|{b}")
     task = TaskSpec(n_latent=profile.n_latent, outputs=("embed",))
     batch = adata.obs["batch"].astype(str).to_numpy()
@@ -42,7 +46,8 @@ def score(inputs, result, profile):
     batches = inputs.truth["batch"]
     return (mixing_rows(latent, batches, profile.k_values, seed=0)
             + purity_rows(latent, batches, inputs.truth["batch_reference"], profile.k_values)
-            + scib_rows(latent, batches, inputs.truth["labels"], inputs.truth["X_pre"], profile))
+            + scib_rows(latent, batches, inputs.truth["labels"], inputs.truth["X_pre"], profile)
+            + cell_cycle_rows(latent, batches, inputs.truth.get("cell_cycle")))
 
 
 def scib_rows(latent, batches, labels, X_pre, profile):
@@ -53,6 +58,19 @@ def scib_rows(latent, batches, labels, X_pre, profile):
     scores = scib_suite(latent[have], np.asarray(batches)[have], np.asarray(labels, dtype=object)[have],
                         X_pre[have], metrics=profile.scib_metrics, seed=0)
     return [dict(metric=name, value=value) for name, value in scores.items()]
+
+
+def cell_cycle_rows(latent, batches, cell_cycle):
+    """scIB cell-cycle conservation (scib 1.x): variance of the S/G2M scores (scored on all genes)
+    explained by the latent vs by the unintegrated log-normalised input genes; none when the data
+    lack the Tirosh et al. symbols (e.g. the simulator)."""
+    if cell_cycle is None:
+        return []
+    from benchmark.metrics import cell_cycle_conservation
+
+    scores, X_lognorm = cell_cycle
+    return [dict(metric="cell_cycle_conservation",
+                 value=cell_cycle_conservation(X_lognorm, latent, scores, np.asarray(batches)))]
 
 
 SCENARIO = Scenario(
