@@ -34,7 +34,7 @@ SIGNATURES = Path(__file__).with_name("signatures")
 #: Algorithm 1, which lets the seeds shape the latent from the start (FINDINGS.md; on pbmc_facs, 200
 #: epochs, seeds 0/1/2: 0.841/0.841/0.858 weighted accuracy vs k-means on scVI 0.779/0.777/0.834 and
 #: ~0.78 alternating: benchmarks/scripts/seed_labeling_pbmc_facs.py). Both need ~200 epochs on these
-#: 888 cells: the quick profile's 20 gives ~0.47.
+#: 888 cells: 20 epochs gave ~0.47 (benchmark/reports/paper_vs_ours.md).
 METHODS = ("scanvi", "scanvi_joint", "scvi", MethodRun("pca", "pca", params={"genes": "all"}))
 PAPER = {("scanvi", "weighted_accuracy"): 0.84, ("scvi+knn", "weighted_accuracy"): 0.73,
          ("pca+knn", "weighted_accuracy"): 0.71, ("scvi+kmeans", "weighted_accuracy"): 0.74,
