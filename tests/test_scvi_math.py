@@ -205,3 +205,27 @@ def test_one_thread_restores_the_thread_count():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_dropout_matches_torch_dropout_numbers_and_rng_stream(threads):
+    from methods.native.scvi.module import dropout
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for dtype in (torch.float32, torch.float64):
+            x = torch.randn(300, 64, dtype=dtype, requires_grad=True)
+            outs = []
+            for f in (torch.nn.functional.dropout, dropout):
+                torch.manual_seed(3)
+                y = f(x, 0.1, True)
+                (y * torch.arange(64, dtype=dtype)).sum().backward()
+                outs.append((y.detach(), x.grad.clone(), torch.rand(4)))
+                x.grad = None
+            for ref, ours in zip(*outs):
+                assert torch.equal(ref, ours)
+            assert 0.85 < (outs[1][0] != 0).double().mean() < 0.95  # the mask keeps ~90%
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(dropout(x, 0.1, False), x) and torch.equal(dropout(x, 0.0, True), x)
