@@ -95,8 +95,10 @@ def test_builtin_adapters_import_cleanly():
         assert spec.name == name and spec.capabilities
 
 
-def test_entry_point_plugin_is_discovered_and_runs(tmp_path, monkeypatch):
-    """Install the example plug-in (as a user would, with pip) and find it by entry point."""
+@pytest.fixture
+def plugin_entry_point(tmp_path, monkeypatch):
+    """Install the example plug-in (as a user would, with pip) into tmp_path/site; yield its
+    entry point, not yet loaded; unregister it afterwards."""
     target = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
@@ -111,52 +113,41 @@ def test_entry_point_plugin_is_discovered_and_runs(tmp_path, monkeypatch):
     registry.unregister("example_svd")
     sys.modules.pop("hb_example_plugin", None)
     try:
-        registry.load_entry_point(eps[0])
-        spec = registry.get("example_svd")
-        assert spec.source.startswith("plug-in example_svd")
-        rng = np.random.default_rng(0)
-        X = sp.csr_matrix(rng.poisson(1.0, size=(60, 30)).astype(np.float32))
-        out = spec.fn(ad.AnnData(X), TaskSpec(n_latent=5, params=dict(spec.defaults)))
-        assert out["embedding"].shape == (60, 5) and np.isfinite(out["embedding"]).all()
+        yield eps[0]
     finally:
         registry.unregister("example_svd")
         sys.modules.pop("hb_example_plugin", None)
 
 
-def test_plugin_runs_in_a_scenario(tmp_path, monkeypatch):
+def test_entry_point_plugin_is_discovered_and_runs(plugin_entry_point):
+    """The pip-installed example plug-in is found by entry point and runs."""
+    registry.load_entry_point(plugin_entry_point)
+    spec = registry.get("example_svd")
+    assert spec.source.startswith("plug-in example_svd")
+    rng = np.random.default_rng(0)
+    X = sp.csr_matrix(rng.poisson(1.0, size=(60, 30)).astype(np.float32))
+    out = spec.fn(ad.AnnData(X), TaskSpec(n_latent=5, params=dict(spec.defaults)))
+    assert out["embedding"].shape == (60, 5) and np.isfinite(out["embedding"]).all()
+
+
+def test_plugin_runs_in_a_scenario(plugin_entry_point, tmp_path, monkeypatch):
     """A pip-installed plug-in is asked for by name and runs, isolated, in the pair scenario."""
     from benchmark import runner
     from benchmark.results import read_results
 
-    target = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(EXAMPLE_PLUGIN)],
-        check=True, capture_output=True, text=True,
-    )
-    monkeypatch.syspath_prepend(str(target))
     # the isolated child process finds the plug-in the same way: through its import path
-    monkeypatch.setenv("PYTHONPATH", str(target))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    importlib.invalidate_caches()
-    ep = next(ep for ep in importlib.metadata.entry_points(group=registry.ENTRY_POINT_GROUP)
-              if ep.name == "example_svd")
-    registry.unregister("example_svd")
-    sys.modules.pop("hb_example_plugin", None)
-    try:
-        registry.load_entry_point(ep)
-        run_dir = tmp_path / "run"
-        runner.run("pair", datasets=["simulated"], methods=["example_svd"], seeds=[0], cache_dir=False,
-                   run_dir=run_dir, progress=False)
-        res = read_results(run_dir / "results.csv")
-        mine = res[res["method"] == "example_svd"]
-        assert len(mine) and (mine["status"] == "ok").all(), mine[["metric", "status", "error"]]
-        mix = mine[mine["metric"] == "batch_entropy_mixing"]["value"]
-        assert len(mix) and mix.between(0, np.log(2) + 1e-9).all()
-        # asking for a method that cannot do what the scenario scores is a clear error
-        with pytest.raises(RegistryError, match="need one of"):
-            runner.run("pair", datasets=["simulated"], methods=["ttest"], seeds=[0], cache_dir=False,
-                       run_dir=tmp_path / "run2", progress=False)
-    finally:
-        registry.unregister("example_svd")
-        sys.modules.pop("hb_example_plugin", None)
+    registry.load_entry_point(plugin_entry_point)
+    run_dir = tmp_path / "run"
+    runner.run("pair", datasets=["simulated"], methods=["example_svd"], seeds=[0], cache_dir=False,
+               run_dir=run_dir, progress=False)
+    res = read_results(run_dir / "results.csv")
+    mine = res[res["method"] == "example_svd"]
+    assert len(mine) and (mine["status"] == "ok").all(), mine[["metric", "status", "error"]]
+    mix = mine[mine["metric"] == "batch_entropy_mixing"]["value"]
+    assert len(mix) and mix.between(0, np.log(2) + 1e-9).all()
+    # asking for a method that cannot do what the scenario scores is a clear error
+    with pytest.raises(RegistryError, match="need one of"):
+        runner.run("pair", datasets=["simulated"], methods=["ttest"], seeds=[0], cache_dir=False,
+                   run_dir=tmp_path / "run2", progress=False)
