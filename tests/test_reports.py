@@ -102,6 +102,17 @@ def test_aggregate_mean_sd_over_seeds():
     assert "status" not in set(agg["metric"])
 
 
+def test_metric_direction_and_family_of_level_variants_and_growth_exponents():
+    from benchmark.reports.tables import metric_direction, metric_family
+
+    # a per-level variant ranks like its metric; a scaling exponent is a cost (smaller is better)
+    for m in ("weighted_accuracy", "weighted_accuracy_coarse", "weighted_accuracy_fine"):
+        assert (metric_direction(m), metric_family(m)) == (True, "bio")
+    for m in ("time_exponent_cells", "memory_exponent_batches"):
+        assert (metric_direction(m), metric_family(m)) == (False, "resource")
+    assert metric_direction("no_such_thing_coarse") is None and metric_family("no_such_thing") == "info"
+
+
 def test_summary_ranking_orders_by_quality_and_marks_controls():
     rank = summary_ranking(synthetic_rows(), controls={"random_control"})
     order = [m for m in rank["method"] if m in ("good", "bad", "random_control")]

@@ -65,11 +65,18 @@ def _metrics_registry() -> dict:
 _LEVEL_SUFFIXES = ("_coarse", "_fine")
 
 
-def metric_direction(metric: str) -> Optional[bool]:
-    """True if higher is better, False if lower is, None if unknown (kept out of rankings)."""
-    for suffix in _LEVEL_SUFFIXES:  # e.g. weighted_accuracy_coarse: same direction as the metric
+def _without_level(metric: str) -> str:
+    """The metric a per-level variant reports (weighted_accuracy_coarse -> weighted_accuracy):
+    same direction and family."""
+    for suffix in _LEVEL_SUFFIXES:
         if metric.endswith(suffix):
             metric = metric[: -len(suffix)]
+    return metric
+
+
+def metric_direction(metric: str) -> Optional[bool]:
+    """True if higher is better, False if lower is, None if unknown (kept out of rankings)."""
+    metric = _without_level(metric)
     if "_exponent_" in metric:  # growth exponents of time/memory (scaling): smaller is better
         return False
     reg = _metrics_registry()
@@ -85,10 +92,8 @@ def metric_direction(metric: str) -> Optional[bool]:
 
 def metric_family(metric: str) -> str:
     """batch (batch removal), bio (everything a method should keep or get right), resource, info."""
-    for suffix in _LEVEL_SUFFIXES:
-        if metric.endswith(suffix):
-            metric = metric[: -len(suffix)]
-    if "_exponent_" in metric:
+    metric = _without_level(metric)
+    if "_exponent_" in metric:  # growth exponents of time/memory (scaling)
         return "resource"
     reg = _metrics_registry()
     if metric in reg:
