@@ -187,11 +187,14 @@ def test_matmul_shortcuts_match_plain_linear_layers(n_cat):
     (full * w_out[:, :6]).sum().backward()
     torch.testing.assert_close(part, full)
     torch.testing.assert_close(g_part, layers.linears[0].weight.grad)
-    if n_cat:  # the one-hot block equals adding the weight column of each cell's category
-        lin0 = layers.linears[0]
-        ref = x @ lin0.weight[:, :20].T + lin0.bias + lin0.weight[:, 20:].T[cat]
-        torch.testing.assert_close(torch.cat([x, torch.nn.functional.one_hot(cat, 3).float()], 1) @ lin0.weight.T
-                                   + lin0.bias, ref)
+    # the layer's covariate term is the weight column of each cell's category (none without one)
+    lin0 = layers.linears[0]
+    with torch.no_grad():
+        ref = x @ lin0.weight[:, :20].T + lin0.bias + (lin0.weight[:, 20:].T[cat] if n_cat else 0.0)
+        torch.testing.assert_close(layers(x, cat), torch.relu(layers.norms[0](ref)))
+        if n_cat:  # no category given: no covariate term
+            ref0 = x @ lin0.weight[:, :20].T + lin0.bias
+            torch.testing.assert_close(layers(x, None), torch.relu(layers.norms[0](ref0)))
 
 
 def test_one_thread_restores_the_thread_count():
