@@ -15,6 +15,14 @@ from ..base import MethodInputError
 from ..registry import register
 
 GENE_CHOICES = ("seurat_v3", "dispersion", "all")
+#: gene-selection params of the PCA-based adapters (pca, seurat_nocca) and their defaults
+GENE_DEFAULTS = {"genes": "seurat_v3", "n_top_genes": 2000}
+
+
+def gene_params(task) -> tuple[str, int]:
+    """(params['genes'], params['n_top_genes']) of ``task``, defaulting to :data:`GENE_DEFAULTS`."""
+    return (task.params.get("genes", GENE_DEFAULTS["genes"]),
+            int(task.params.get("n_top_genes", GENE_DEFAULTS["n_top_genes"])))
 
 
 def select_genes(adata, how: str, n_top: int, batch_key: str | None) -> list:
@@ -67,7 +75,7 @@ def pca_embedding(adata, n_comps: int = 10, *, genes: str = "seurat_v3", n_top: 
     name="pca",
     capabilities=("embed",),
     requires=("sklearn",),
-    defaults={"genes": "seurat_v3", "n_top_genes": 2000},
+    defaults=dict(GENE_DEFAULTS),
     citation="Butler A, et al. Integrating single-cell transcriptomic data across different conditions, "
              "technologies, and species. Nat Biotechnol 2018 (Seurat PCA)",
     url="https://satijalab.org/seurat/",
@@ -75,7 +83,7 @@ def pca_embedding(adata, n_comps: int = 10, *, genes: str = "seurat_v3", n_top: 
 )
 def pca(adata, task):
     """Unintegrated PCA embedding (Seurat-like preprocessing)."""
-    genes = task.params.get("genes", "seurat_v3")
-    Z, chosen = pca_embedding(adata, task.n_latent, genes=genes, n_top=int(task.params.get("n_top_genes", 2000)),
+    genes, n_top = gene_params(task)
+    Z, chosen = pca_embedding(adata, task.n_latent, genes=genes, n_top=n_top,
                               batch_key=task.batch_key, seed=task.seed)
     return {"embedding": Z, "extras": {"gene_selection": genes, "n_genes": len(chosen)}}

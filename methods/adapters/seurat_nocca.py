@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from ..base import MethodInputError
 from ..registry import register
-from .pca import lognormalized_genes, pca_scores
+from .pca import GENE_DEFAULTS, gene_params, lognormalized_genes, pca_scores
 
 #: Seurat's ScaleData default ``scale.max``
 SCALE_MAX = 10.0
@@ -60,7 +60,7 @@ def seurat_nocca_embedding(adata, n_comps: int = 10, *, batch_key: str = "batch"
     name="seurat_nocca",
     capabilities=("embed",),
     requires=("sklearn",),
-    defaults={"genes": "seurat_v3", "n_top_genes": 2000},
+    defaults=dict(GENE_DEFAULTS),
     citation="Stuart T, et al. Comprehensive integration of single-cell data. Cell 2019 (Seurat v3 "
              "ScaleData(split.by) without the CCA anchors)",
     url="https://satijalab.org/seurat/reference/scaledata",
@@ -68,7 +68,7 @@ def seurat_nocca_embedding(adata, n_comps: int = 10, *, batch_key: str = "batch"
 )
 def seurat_nocca(adata, task):
     """PCA of genes scaled within each batch (Seurat's ScaleData split.by), no anchors."""
-    genes = task.params.get("genes", "seurat_v3")
-    Z, chosen = seurat_nocca_embedding(adata, task.n_latent, batch_key=task.batch_key, genes=genes,
-                                       n_top=int(task.params.get("n_top_genes", 2000)), seed=task.seed)
+    genes, n_top = gene_params(task)
+    Z, chosen = seurat_nocca_embedding(adata, task.n_latent, batch_key=task.batch_key, genes=genes, n_top=n_top,
+                                       seed=task.seed)
     return {"embedding": Z, "extras": {"gene_selection": genes, "n_genes": len(chosen), "scale_split_by": task.batch_key}}
