@@ -166,13 +166,9 @@ def fit_job(job: Job, isolated: bool = True) -> MethodResult:
     return run_method(spec, job.inputs.adata, task, isolated=isolated)
 
 
-def execute_job(job: Job, scenario, profile, isolated: bool = True) -> Outcome:
-    """Run one job start to end; every fault becomes a failed/skipped row, never an exception."""
-    return score_job(job, fit_job(job, isolated), scenario, profile)
-
-
 def execute_group(group: list, by_name: dict, profile, isolated: bool = True) -> list:
-    """Jobs sharing one fit key (:func:`fit_key`): fit once, score each job -> [(job, Outcome)]."""
+    """Jobs sharing one fit key (:func:`fit_key`): fit once, score each job -> [(job, Outcome)].
+    Every fault becomes a failed/skipped row, never an exception."""
     res = fit_job(group[0], isolated)
     return [(job, score_job(job, res, by_name[job.scenario], profile)) for job in group]
 
@@ -271,7 +267,6 @@ class RunWriter:
                 d.mkdir(parents=True, exist_ok=True)
                 for name, blob in outcome.artifacts.items():
                     (d / name).write_bytes(blob)
-
 
     def replace_summary(self, scenario: str, rows: list) -> None:
         """Write a scenario's across-job rows, replacing those of an earlier pass (a resumed run)."""
@@ -545,8 +540,7 @@ def _check_methods(scs, methods) -> None:
             needs = sorted({c for sc in scs for c in sc.outputs})
             raise RegistryError(f"method {m!r} can do {list(registry.get(m).capabilities)}, but the chosen "
                                 f"scenarios need one of {needs}")
-        raise RegistryError(unknown_name_message("method", m, known | set(registry.all_methods()))
-                            )
+        raise RegistryError(unknown_name_message("method", m, known | set(registry.all_methods())))
 
 
 def _progress(total: int, enabled: bool):
