@@ -67,7 +67,9 @@ def pca_embedding(adata, n_comps: int = 10, *, genes: str = "seurat_v3", n_top: 
     """(PCA scores cells x n_comps, genes used): LogNormalize -> genes -> z-score (clip 10) -> PCA."""
     X, chosen = lognormalized_genes(adata, genes, n_top, batch_key)
     sd = X.std(0, ddof=1)
-    X = np.clip((X - X.mean(0)) / np.where(sd > 0, sd, 1.0), -10, 10)  # Seurat ScaleData
+    # ScaleData-like z-score, but clipped at both ends where Seurat clips above 10 only
+    # (seurat_nocca.scale_data follows Seurat); kept so the regress golden's PCA stays the same
+    X = np.clip((X - X.mean(0)) / np.where(sd > 0, sd, 1.0), -10, 10)
     return pca_scores(X, n_comps, seed), chosen
 
 
