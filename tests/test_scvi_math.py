@@ -157,6 +157,32 @@ def test_fused_cpu_kernel_matches_autograd_path(likelihood, per_cell_theta):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("likelihood", ["zinb", "nb"])
+def test_fused_kernel_row_blocks_on_two_threads_and_unsorted_nonzeros(likelihood):
+    """n >= 64 cells on 2 torch threads split the non-zeros into row blocks (fused._run_nonzeros);
+    non-zeros given out of row order give the same values. Both match the autograd path."""
+    from methods.native.scvi.fused import fused_count_nll
+
+    g = torch.Generator().manual_seed(0)
+    n, G = 96, 40
+    f32 = dict(generator=g, dtype=torch.float32)  # the fused path runs on float32 only
+    x = (torch.poisson(torch.rand(n, G, **f32) * 3, generator=g) * (torch.rand(n, G, **f32) < 0.3)).float()
+    r, c = x.nonzero(as_tuple=True)
+    perm = torch.randperm(len(r), generator=g)
+    nz_sorted, nz_shuffled = SparseCounts(r, c, x[r, c]), SparseCounts(r[perm], c[perm], x[r, c][perm])
+    lm = torch.randn(n, G, **f32) - 1
+    lt = torch.randn(G, **f32)
+    pi = torch.randn(n, G, **f32) if likelihood == "zinb" else None
+    ref = count_nll_training(likelihood, x, nz_sorted, lm, lt, pi)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for nz in (nz_sorted, nz_shuffled):
+            torch.testing.assert_close(fused_count_nll(likelihood, x, lm, lt, pi, nz), ref, rtol=1e-5, atol=1e-3)
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("n_cat", [0, 3])
 def test_matmul_shortcuts_match_plain_linear_layers(n_cat):
     """RowBlockLinear (the decoder heads), LeadingRowsLinear (the labelled z-pass) and the
