@@ -15,8 +15,7 @@ from benchmark.scenarios import SCENARIOS, get_scenario
 from benchmark.scenarios.profiles import PAPER, QUICK, get_profile
 
 TINY = QUICK.replace(name="tiny", scenario_params={}, sim_cells=500, sim_genes=200, k_values=(10, 30), default_k=20,
-                     n_genes=200,
-                     n_seed_cells=10, n_bins=5, heldout_max_types=1, scaling_cells=(300, 600),
+                     n_genes=200, n_seed_cells=10, n_bins=5, heldout_max_types=1, scaling_cells=(300, 600),
                      scaling_batches=(2,), scaling_genes=100, scib_metrics=("ilisi_knn", "silhouette_label"))
 
 

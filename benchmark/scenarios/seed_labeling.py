@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from methods.base import TaskSpec
 
 from .base import (SIMULATED, Inputs, MethodRun, Scenario, classification_rows, embedding_of, kmeans_transfer,
-                   knn_transfer, masked, source_label, truth_of)
+                   knn_transfer, source_label, truth_of)
 from .inputs import load, prepare, simulate
 
 SIGNATURES = Path(__file__).with_name("signatures")
