@@ -45,6 +45,19 @@ def test_cell_cycle_scores_need_the_genes():
         cell_cycle_scores(X, ["ENSG1", "ENSG2", "ENSG3"], ["a"] * 6)
 
 
+def test_pcr_top_pcs_by_arpack_match_the_full_svd():
+    # cell_cycle_conservation asks PCR for the top PCs only (ARPACK, as scanpy/scib): same value
+    # as taking them from the full SVD, on a wide matrix where ARPACK's branch is the one taken
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 120)) * np.linspace(3.0, 0.5, 120)
+    cov = X[:, :2] @ np.array([[1.0, 0.5], [-0.3, 2.0]]) + rng.normal(size=(80, 2))
+    full = M.principal_component_regression(X, cov, n_components=10)
+    arpack = M.principal_component_regression(X, cov, n_components=10, svd_solver="arpack")
+    assert 0.01 < full < 1 and arpack == pytest.approx(full, abs=1e-10)
+    with pytest.raises(MetricInputError, match="svd_solver"):
+        M.principal_component_regression(X, cov, n_components=10, svd_solver="randomized")
+
+
 @pytest.fixture(scope="module")
 def mixology(shared_data_dir):
     """cellbench_mixology log-normalised (1e4), all genes, plus a PCA of its top-variance genes."""
