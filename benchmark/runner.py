@@ -341,6 +341,7 @@ def plan(scenarios: Sequence, profile, *, datasets=None, methods=None, seeds=Non
         sc = get_scenario(sc) if isinstance(sc, str) else sc
         sources = _sources(sc, profile, datasets)
         sc_seeds = list(seeds) if seeds is not None else list(profile.seeds_for(sc.name))
+        guests = guest_runs(sc, methods)
         for source in sources:
             for seed in sc_seeds:
                 try:
@@ -352,7 +353,6 @@ def plan(scenarios: Sequence, profile, *, datasets=None, methods=None, seeds=Non
                     if progress:
                         print(f"[{sc.name}] {source}: {status}: {exc}", file=sys.stderr)
                     continue
-                guests = guest_runs(sc, methods)
                 for inp in built:
                     for run in profile.methods_for(sc.name, sc.runs()) + guests:
                         if inp.methods is not None and run.label not in inp.methods \
