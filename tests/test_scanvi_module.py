@@ -50,3 +50,17 @@ def test_a_lone_unlabelled_cell_in_a_training_minibatch_is_classified():
     out = _loss(module, mb, 1.0)
     assert bool(torch.isfinite(out["total"]).all())
     assert float(out["kl_z"][5]) != float(out["kl_z"][4])
+
+
+def test_a_fully_labelled_minibatch_leaves_the_classifier_statistics_alone():
+    """No unlabelled cell: U has no q(c|z) to compute, so the loss runs no classifier pass over the
+    labelled cells (it would move the classifier's BatchNorm running statistics and cost a pass)."""
+    torch.manual_seed(0)
+    module = SCANVAE(30, 3, n_hidden=16, n_latent=4, classifier_hidden=16).train()
+    mb = _minibatch(n=20)
+    mb.label[:] = torch.arange(20) % 3
+    norm = module.classifier.trunk.norms[0]
+    before = norm.running_mean.clone()
+    out = _loss(module, mb, 1.0)
+    assert torch.equal(norm.running_mean, before)
+    assert bool(torch.isfinite(out["total"]).all())

@@ -120,8 +120,8 @@ class SCANVAE(VAE):
         classes = torch.cat([label[lab_cells], torch.arange(C, device=z.device).repeat(len(unl_cells))])
         z_terms, u_terms = self.latent_class_terms(z, cells, classes)
         # q(c|z) of the unlabelled cells; BatchNorm in training needs > 1 cell, so a lone
-        # unlabelled cell is classified within the whole minibatch
-        log_q = (self.classifier.log_probs(z[unl_cells]) if len(unl_cells) > 1
+        # unlabelled cell is classified within the whole minibatch (none: no classifier pass)
+        log_q = (self.classifier.log_probs(z[unl_cells]) if len(unl_cells) != 1
                  else self.classifier.log_probs(z).index_select(0, unl_cells))  # (n_unl, C)
         q = log_q.exp()
         weights = torch.cat([torch.ones(len(lab_cells), device=z.device), q.reshape(-1)])
