@@ -205,19 +205,13 @@ def main(*, bless: bool = False, golden: Optional[Path] = None, n_jobs: int = 1,
     ``keep``) instead of running the set again.
     """
     golden_path = Path(golden) if golden else GOLDEN
-    if not bless:
-        golden_doc = load_golden(golden_path)  # fail before spending minutes on the run
+    golden_doc = None if bless else load_golden(golden_path)  # fail before spending minutes on the run
     tmp = None
     if results_from is not None:
         path = Path(results_from) / "results.csv"
         if not path.exists():
             raise RegressionFailure(f"--results {results_from}: no results.csv there; give a folder kept with --keep")
-        results = read_results(path)
-        if bless:
-            bless_fn(results, golden_path, None)
-            print(f"blessed golden values from {path} into {golden_path}", file=out)
-            return 0
-        return _report(check(results, golden_doc), golden_doc, None, out)
+        return _bless_or_check(read_results(path), None, golden_path, golden_doc, out)
     if keep is not None:
         run_dir = Path(keep)
         if run_dir.exists() and any(run_dir.iterdir()):
@@ -230,24 +224,25 @@ def main(*, bless: bool = False, golden: Optional[Path] = None, n_jobs: int = 1,
         t0 = time.perf_counter()
         results = run_set(run_dir, n_jobs=n_jobs, cache_dir=False if cache_dir is None else cache_dir,
                           run_fn=run_fn)
-        wall = time.perf_counter() - t0
-        if bless:
-            path = bless_fn(results, golden_path, wall)
-            print(f"blessed {len(load_golden(path)['points'])} golden metric points from this run "
-                  f"({wall:.0f} s) into {path}; commit it with a note saying why.", file=out)
-            return 0
-        return _report(check(results, golden_doc), golden_doc, wall, out)
+        return _bless_or_check(results, time.perf_counter() - t0, golden_path, golden_doc, out)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _report(outcome: tuple, golden_doc: dict, wall: Optional[float], out) -> int:
-    failures, notes = outcome
+def _bless_or_check(results: pd.DataFrame, wall: Optional[float], golden_path: Path,
+                    golden_doc: Optional[dict], out) -> int:
+    """Bless ``results`` into ``golden_path`` (``golden_doc`` None) or check them against it."""
+    took = f" ({wall:.0f} s)" if wall is not None else ""
+    if golden_doc is None:
+        path = bless_fn(results, golden_path, wall)
+        print(f"blessed {len(load_golden(path)['points'])} golden metric points from this run{took} "
+              f"into {path}; commit it with a note saying why.", file=out)
+        return 0
+    failures, notes = check(results, golden_doc)
     for line in notes:
         print(f"  note: {line}", file=out)
     n_points = len(golden_doc.get("points", []))
-    took = f" ({wall:.0f} s)" if wall is not None else ""
     if failures:
         print(f"regress: FAILED: {len(failures)} problem(s) among {n_points} golden metric points{took}:", file=out)
         for line in failures:

@@ -129,6 +129,10 @@ def test_keep_folder_holds_the_run_and_can_be_rechecked(golden, tmp_path):
     assert len(read_results(keep / "results.csv")) > 0
     out = io.StringIO()
     assert regress.main(golden=golden, results_from=keep, out=out) == 0 and "regress: ok" in out.getvalue()
+    # blessing the kept rows gives the golden points a fresh run blessed
+    again = keep.parent / "again.json"
+    assert regress.main(bless=True, golden=again, results_from=keep, out=io.StringIO()) == 0
+    assert regress.load_golden(again)["points"] == regress.load_golden(golden)["points"]
     # a job the scenario no longer produces is named
     df = read_results(keep / "results.csv")
     df[df["method"] != "bad"].to_csv(keep / "results.csv", index=False)
