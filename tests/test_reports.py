@@ -303,3 +303,19 @@ def test_compare_reports_status_changes_and_missing(tmp_path):
     table = compare_runs(a, b)
     verdicts = set(table["verdict"])
     assert "only in A" in verdicts and "status ok -> failed" in verdicts
+
+
+def test_metric_at_one_k_is_drawn_as_a_bar_not_a_curve(tmp_path):
+    from benchmark.reports.figures import curves, metric_bars
+
+    df = synthetic_rows()
+    pair = df[df["scenario"] == "pair"]
+    one_k = pair[(pair["metric"] == "knn_purity") & (pair["k"] == 50)]
+    mixed = pd.concat([one_k, pair[pair["metric"] == "batch_entropy_mixing"]])
+    (fig,) = curves(mixed, "pair", tmp_path)
+    assert "batch_entropy_mixing" in fig.title and "knn_purity" not in fig.title
+    assert curves(one_k, "pair", tmp_path) == []
+    (bars,) = metric_bars(one_k, "pair", tmp_path)
+    assert bars.path.exists()
+    # the same metric over several k is a curve only
+    assert metric_bars(pair[pair["metric"] == "knn_purity"], "pair", tmp_path) == []
