@@ -77,15 +77,15 @@ def population_mean(draw: Callable[[int], torch.Tensor], n: int, chunk: int = 10
 
 @torch.no_grad()
 def population_lfc_draws(draw_a: Callable[[int], torch.Tensor], draw_b: Callable[[int], torch.Tensor],
-                         n_a: int, n_b: int, n_draws: int, pseudocount: float = 0.0) -> np.ndarray:
-    """(n_draws, G) posterior draws of log2(mean_A + pc) - log2(mean_B + pc), each from a bootstrap
+                         n_a: int, n_b: int, n_draws: int) -> np.ndarray:
+    """(n_draws, G) posterior draws of log2(mean_A) - log2(mean_B), each from a bootstrap
     population of n_a (n_b) draws of the group (cells with replacement, fresh z per cell)."""
     if n_draws < 2:
         raise ValueError(f"n_draws must be >= 2 to fit the LFC posterior, got {n_draws}")
     out = []
     for _ in range(n_draws):
         ma, mb = population_mean(draw_a, n_a), population_mean(draw_b, n_b)
-        out.append((torch.log2(ma + pseudocount) - torch.log2(mb + pseudocount)).cpu())
+        out.append((torch.log2(ma) - torch.log2(mb)).cpu())  # softmax frequencies: means > 0
     return torch.stack(out).numpy()
 
 
