@@ -29,7 +29,7 @@ import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -423,12 +423,14 @@ def run(scenarios, *, datasets=None, methods=None, profile="quick", seeds=None, 
     checksums, views, codes, fits = {}, {}, {}, {}
     from methods import registry
     for job in jobs:
-        ck = checksums.setdefault(id(job.inputs), data_checksum(job.inputs.adata))
+        # _memo, not dict.setdefault: setdefault would hash the whole input again for every job
+        ck = _memo(checksums, id(job.inputs), lambda: data_checksum(job.inputs.adata))
         try:
             spec = registry.get(job.registry_name)
-            code = codes.setdefault((job.scenario, job.registry_name), code_version(by_name[job.scenario], spec))
-            view = views.setdefault((id(job.inputs), spec.uses_labels),
-                                    method_view_checksum(job.inputs.adata, spec.uses_labels))
+            code = _memo(codes, (job.scenario, job.registry_name),
+                         lambda: code_version(by_name[job.scenario], spec))
+            view = _memo(views, (id(job.inputs), spec.uses_labels),
+                         lambda: method_view_checksum(job.inputs.adata, spec.uses_labels))
             fits[id(job)] = fit_key(job, spec, view, _source_digest(spec.fn))
         except Exception:
             code = "unregistered"
@@ -476,6 +478,12 @@ def run(scenarios, *, datasets=None, methods=None, profile="quick", seeds=None, 
                 writer.replace_summary(sc.name, extra)
                 all_rows.extend(extra)
     return R.to_frame(all_rows)
+
+
+def _memo(cache: dict, key, compute: Callable):
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]
 
 
 def group_by_fit(todo: list, fits: dict) -> list:

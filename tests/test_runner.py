@@ -191,3 +191,12 @@ def test_scenario_params_override_method_params_in_one_scenario_only():
     prof = TINY.replace(method_params={"t_embed": {"scale": 2.0}}, scenario_params={"t_scenario": {"t_embed": {"scale": 3.0}}})
     jobs, _ = runner.plan([SC], prof, methods=["t_embed"])
     assert [j.params for j in jobs] == [{"scale": 3.0}]
+
+
+def test_each_input_is_hashed_once_not_once_per_job(tmp_path, monkeypatch):
+    hashed = []
+    real = runner.data_checksum
+    monkeypatch.setattr(runner, "data_checksum", lambda adata: hashed.append(id(adata)) or real(adata))
+    df = _run(tmp_path, cache_dir=False, methods=["t_embed", "t_raise", "t_missing"], seeds=[0])
+    assert set(df["method"]) == {"t_embed", "t_raise", "t_missing"}
+    assert len(hashed) == 1  # three jobs on one input: one input checksum (t_embed's view needs no other)
