@@ -128,15 +128,17 @@ def job_key(job: Job, input_checksum: str, code: str) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def method_view_checksum(adata, uses_labels: bool) -> str:
-    """sha256 of what a method's fit can depend on: counts, gene and cell names, the batch
-    column and obsm; every obs column only for a method that uses labels. Two scenarios
-    (or two directions of one) that hand an unsupervised method the same data then share one fit."""
+def method_view_checksum(adata, uses_labels: bool, columns: Sequence[str] = ("batch",)) -> str:
+    """sha256 of what a method's fit can depend on: counts, gene and cell names, the obs
+    ``columns`` its task points it at (batch_key, de_key) and obsm; every obs column only for a
+    method that uses labels. Two scenarios (or two directions of one) that hand an unsupervised
+    method the same data then share one fit."""
     if uses_labels:
         return data_checksum(adata)
     h = hashlib.sha256()
     _hash_counts(h, adata.X)
-    for names in (adata.var_names, adata.obs_names, adata.obs["batch"].astype(str) if "batch" in adata.obs else ()):
+    obs = [adata.obs[c].astype(str) if c in adata.obs else () for c in columns]
+    for names in (adata.var_names, adata.obs_names, *obs):
         h.update("\x00".join(map(str, names)).encode() + b"\x01")
     _hash_obsm(h, adata)
     return h.hexdigest()
@@ -429,8 +431,9 @@ def run(scenarios, *, datasets=None, methods=None, profile="quick", seeds=None, 
             spec = registry.get(job.registry_name)
             code = _memo(codes, (job.scenario, job.registry_name),
                          lambda: code_version(by_name[job.scenario], spec))
-            view = _memo(views, (id(job.inputs), spec.uses_labels),
-                         lambda: method_view_checksum(job.inputs.adata, spec.uses_labels))
+            columns = tuple(c for c in (job.task.batch_key, job.task.de_key) if c)
+            view = _memo(views, (id(job.inputs), spec.uses_labels, columns),
+                         lambda: method_view_checksum(job.inputs.adata, spec.uses_labels, columns))
             fits[id(job)] = fit_key(job, spec, view, _source_digest(spec.fn))
         except Exception:
             code = "unregistered"

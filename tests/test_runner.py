@@ -178,6 +178,12 @@ def test_method_view_ignores_labels_only_for_unsupervised_methods():
     assert runner.method_view_checksum(a, uses_labels=True) != runner.method_view_checksum(b, uses_labels=True)
     b.obs["batch"] = b.obs["batch"].astype(str).str.upper()
     assert runner.method_view_checksum(a, uses_labels=False) != runner.method_view_checksum(b, uses_labels=False)
+    # a column the task points an unsupervised method at (de_key of a DE test) is part of its view
+    c, d = make_tiny_adata(seed=0), make_tiny_adata(seed=0)
+    c.obs["de_group"], d.obs["de_group"] = c.obs["cell_type"], d.obs["cell_type"].iloc[::-1].to_numpy()
+    assert runner.method_view_checksum(c, False) == runner.method_view_checksum(d, False)
+    assert runner.method_view_checksum(c, False, ("batch", "de_group")) != \
+        runner.method_view_checksum(d, False, ("batch", "de_group"))
 
 
 def test_scenario_params_override_method_params_in_one_scenario_only():
@@ -200,3 +206,25 @@ def test_each_input_is_hashed_once_not_once_per_job(tmp_path, monkeypatch):
     df = _run(tmp_path, cache_dir=False, methods=["t_embed", "t_raise", "t_missing"], seeds=[0])
     assert set(df["method"]) == {"t_embed", "t_raise", "t_missing"}
     assert len(hashed) == 1  # three jobs on one input: one input checksum (t_embed's view needs no other)
+
+
+def test_unsupervised_fit_is_not_shared_across_different_de_groups(tmp_path, monkeypatch):
+    """Same counts, cells and batches, but the DE groups differ: a DE test must run twice."""
+    import dataclasses
+
+    def build_groups(order):
+        def build(source, profile, seed):
+            a = make_tiny_adata(60, 12, seed=0)
+            a.obs["de_group"] = a.obs["cell_type"].to_numpy()[::order]
+            return [Inputs("tiny", a, {"batch": a.obs["batch"].astype(str).to_numpy(), "labels": None},
+                           TaskSpec(n_latent=3, de_key="de_group"))]
+        return build
+
+    one = dataclasses.replace(SC, name="t_groups_a", build=build_groups(1))
+    two = dataclasses.replace(SC, name="t_groups_b", build=build_groups(-1))
+    calls = []
+    real = runner.run_method
+    monkeypatch.setattr(runner, "run_method", lambda *a, **k: calls.append(1) or real(*a, **k))
+    runner.run([one, two], profile=TINY, methods=["t_embed"], seeds=[0], run_dir=tmp_path / "r",
+               cache_dir=False, progress=False, isolated=False)
+    assert len(calls) == 2
