@@ -168,3 +168,24 @@ def test_interrupted_run_is_recorded_with_how_to_resume(capsys, tmp_path, monkey
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["interrupted"]["resume"] == f"python -m benchmark run --resume {run_dir.name}"
     assert (run_dir / "results.csv").read_text() == "partial"
+
+
+def test_sigterm_stops_a_run_like_ctrl_c(capsys, tmp_path, monkeypatch):
+    """`kill PID` during a run unwinds as KeyboardInterrupt (so the running child is killed) and
+    is recorded; the previous SIGTERM handler is back afterwards."""
+    import os
+    import signal
+
+    import benchmark.runner
+
+    def killed(*args, run_dir, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the run")
+
+    monkeypatch.setattr(benchmark.runner, "run", killed)
+    before = signal.getsignal(signal.SIGTERM)
+    code, _, err = run_cli(capsys, "--reports-dir", str(tmp_path), "run", "pair", "--no-progress")
+    assert code == 130 and "--resume" in err
+    manifest = json.loads((next(tmp_path.iterdir()) / "manifest.json").read_text())
+    assert manifest["interrupted"]["error"] == "KeyboardInterrupt: stopped by signal SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) is before
