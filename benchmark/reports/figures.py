@@ -76,8 +76,8 @@ def curves(df: pd.DataFrame, scenario: str, out_dir: Path, *, x: str = "k",
         ok = ok[ok["bin"].isna()]
     if metrics is not None:
         ok = ok[ok["metric"].isin(metrics)]
-    # a "curve" with one x value is a single number: metric_bars draws it
-    ok = ok[ok.groupby("metric")[x].transform("nunique") > 1]
+    if x == "k":  # a metric at one k only is a single number: metric_bars draws it
+        ok = ok[ok.groupby("metric")[x].transform("nunique") > 1]
     if ok.empty:
         return []
     metric_list = sorted(ok["metric"].unique())
