@@ -31,7 +31,7 @@ SIGNATURES = Path(__file__).with_name("signatures")
 #: PCA on the genes the input carries (the paper's dispersion selection): the adapter's default
 #: seurat_v3 selection fails to fit its loess on the 4 T-cell subsets of pbmc_facs
 #: scanvi = Algorithm 2 (alternating), the paper's single-dataset scheme; scanvi_joint =
-#: Algorithm 1, which lets the seeds shape the latent from the start (FINDINGS.md; on pbmc_facs, 200
+#: Algorithm 1, which lets the seeds shape the latent from the start (DEVELOPERS.md, Findings; on pbmc_facs, 200
 #: epochs, seeds 0/1/2: 0.841/0.841/0.858 weighted accuracy vs k-means on scVI 0.779/0.777/0.834 and
 #: ~0.78 alternating: benchmarks/scripts/seed_labeling_pbmc_facs.py). Both need ~200 epochs on these
 #: 888 cells: 20 epochs gave ~0.47 (benchmark/reports/paper_vs_ours.md).
