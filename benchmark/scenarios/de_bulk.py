@@ -95,7 +95,7 @@ def transferred_pair(source, profile, seed):
     if ANNOTATED not in set(adata.obs["batch"].astype(str)):
         raise ValueError(f"joint DE source {source!r} must contain {ANNOTATED!r}, whose labels are transferred")
     train = prepare(adata, profile, max_cells=None)  # the profile's genes, every cell
-    n_epochs = profile.params_for("scvi").get("n_epochs", 400)
+    n_epochs = profile.params_for("scvi", "de_bulk").get("n_epochs", 400)
     model = SCVI(train, "batch", n_latent=profile.n_latent, seed=seed)
     model.train(n_epochs)
     own = train.obs["cell_type"].astype(object).to_numpy()
