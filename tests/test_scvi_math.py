@@ -237,8 +237,11 @@ def test_one_thread_restores_the_thread_count():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_dropout_matches_torch_dropout_numbers_and_rng_stream(threads):
-    from methods.native.scvi.module import dropout
+def test_dropout_mask_rate_scale_gradient_and_seed(threads):
+    """The cheap CPU dropout: drops round(p 2^15) / 2^15 of the entries, scales the rest so the
+    mask has mean 1, passes the same mask to the gradient, and repeats exactly for a seed on any
+    thread count."""
+    from methods.native.scvi.module import dropout, dropout_keep_mask
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -246,15 +249,43 @@ def test_dropout_matches_torch_dropout_numbers_and_rng_stream(threads):
         for dtype in (torch.float32, torch.float64):
             x = torch.randn(300, 64, dtype=dtype, requires_grad=True)
             outs = []
-            for f in (torch.nn.functional.dropout, dropout):
+            for _ in range(2):
                 torch.manual_seed(3)
-                y = f(x, 0.1, True)
+                y = dropout(x, 0.1, True)
                 (y * torch.arange(64, dtype=dtype)).sum().backward()
                 outs.append((y.detach(), x.grad.clone(), torch.rand(4)))
                 x.grad = None
-            for ref, ours in zip(*outs):
-                assert torch.equal(ref, ours)
-            assert 0.85 < (outs[1][0] != 0).double().mean() < 0.95  # the mask keeps ~90%
+            for a, b in zip(*outs):
+                assert torch.equal(a, b)
+            y, grad = outs[0][0], outs[0][1]
+            kept = y != 0
+            scale = 2**15 / (2**15 - round(0.1 * 2**15))
+            torch.testing.assert_close(y[kept], (x.detach() * scale)[kept])
+            torch.testing.assert_close(grad, kept.to(dtype) * scale * torch.arange(64, dtype=dtype))
+        torch.manual_seed(0)
+        m = dropout_keep_mask((2000, 500), 0.3)
+        drop = (m == 0).double().mean().item()
+        assert abs(drop - round(0.3 * 2**15) / 2**15) < 4 * (0.3 * 0.7 / m.numel()) ** 0.5
+        assert abs(m.double().mean().item() - 1.0) < 0.005
+        values = torch.unique(m).tolist()
+        assert values[0] == 0.0 and values[1:] == [pytest.approx(2**15 / (2**15 - round(0.3 * 2**15)))]
+        # the four lanes of each 64-bit draw are used alike (the top lane has only 15 random bits)
+        lanes = (m.reshape(-1)[: 4 * (m.numel() // 4)].reshape(-1, 4) == 0).double().mean(0)
+        assert torch.all((lanes - 0.3).abs() < 0.01)
     finally:
         torch.set_num_threads(before)
     assert torch.equal(dropout(x, 0.1, False), x) and torch.equal(dropout(x, 0.0, True), x)
+
+
+def test_gaussian_head_loads_weights_saved_with_separate_mean_and_log_var_layers():
+    from methods.native.scvi.module import VAR_EPS, GaussianHead
+
+    torch.manual_seed(0)
+    old = {"mean.weight": torch.randn(3, 5), "mean.bias": torch.randn(3),
+           "log_var.weight": torch.randn(3, 5), "log_var.bias": torch.randn(3)}
+    head = GaussianHead(5, 3)
+    head.load_state_dict(old)
+    h = torch.randn(4, 5)
+    m, v = head(h)
+    torch.testing.assert_close(m, h @ old["mean.weight"].t() + old["mean.bias"])
+    torch.testing.assert_close(v, (h @ old["log_var.weight"].t() + old["log_var.bias"]).exp() + VAR_EPS)

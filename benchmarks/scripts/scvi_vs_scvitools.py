@@ -3,7 +3,7 @@
 Speed: training throughput (cells/s per epoch; wall clock and process CPU time) on simulated
 counts (default 20,000 cells x 2,000 genes, batch 128, the same architecture: 2 x 128 layers,
 10 latent dimensions, ZINB, latent library, gene dispersion), same thread count, each run a
-fresh process with OMP_WAIT_POLICY=PASSIVE; ours and the peer alternate, and each cell of the
+fresh process (OMP_WAIT_POLICY left unset unless --omp-wait-policy); ours and the peer alternate, and each cell of the
 table is the median over repeats of the median epoch time after the first epoch.
 
 Quality: the same architecture, epochs and KL warm-up on a 90/10 cell split of the simulator
@@ -129,8 +129,11 @@ def worker_peer(job: dict) -> dict:
 def run_worker(tool: str, job: dict, timeout: float = 3600) -> dict:
     """Run one job in a fresh process of the right interpreter; returns its JSON result."""
     python = sys.executable if tool == "ours" else PEER_PYTHON
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(job["threads"]),
+    env = {**os.environ, "OMP_NUM_THREADS": str(job["threads"]),
            "MKL_NUM_THREADS": str(job["threads"]), "PYTHONWARNINGS": "ignore"}
+    env.pop("OMP_WAIT_POLICY", None)
+    if job.get("omp_wait_policy", "default") != "default":
+        env["OMP_WAIT_POLICY"] = job["omp_wait_policy"].upper()
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump(job, fh)
     res_path = fh.name + ".out"
@@ -204,7 +207,7 @@ def speed(args, folder: Path) -> list[dict]:
             for rep in range(args.repeats):
                 for tool in ("ours", "scvi-tools"):  # alternate so both see the same machine load
                     job = {"train": str(data), "model": model, "threads": threads, "epochs": args.speed_epochs,
-                           "warmup": 400, "seed": rep, "scheme": "joint"}
+                           "warmup": 400, "seed": rep, "scheme": "joint", "omp_wait_policy": args.omp_wait_policy}
                     res = run_worker("ours" if tool == "ours" else "peer", job)
                     wall = np.median(res["epoch_wall_s"][1:] or res["epoch_wall_s"])
                     cpu = np.median(res["epoch_cpu_s"][1:] or res["epoch_cpu_s"])
@@ -298,6 +301,11 @@ def main(argv=None) -> None:
     p.add_argument("--n-mc", type=int, default=100)
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-quality", action="store_true")
+    # OpenMP's default policy spins briefly before a thread sleeps; PASSIVE sleeps at once, which
+    # on 2 cores made every parallel region pay a wake-up (both tools' 2-thread runs ~2x slower
+    # on a quiet machine); PASSIVE helps only when other processes compete for the cores
+    p.add_argument("--omp-wait-policy", choices=["default", "passive", "active"], default="default",
+                   help="OMP_WAIT_POLICY of the speed workers (default: leave it unset, as users run)")
     p.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = p.parse_args(argv)
     if args.quick:
@@ -312,7 +320,7 @@ def main(argv=None) -> None:
         speed_rows = [] if args.skip_speed else speed(args, folder)
         quality_rows = [] if args.skip_quality else quality(args, folder)
     print_tables(speed_rows, quality_rows)
-    print(f"\n(total {time.time() - t0:.0f} s; OMP_WAIT_POLICY=PASSIVE; speed threads {args.threads}; "
+    print(f"\n(total {time.time() - t0:.0f} s; OMP_WAIT_POLICY={args.omp_wait_policy}; speed threads {args.threads}; "
           f"quality threads {args.quality_threads})")
     if args.out:
         args.out.write_text(json.dumps({"speed": speed_rows, "quality": quality_rows, "args": vars(args)},
