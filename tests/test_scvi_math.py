@@ -289,3 +289,15 @@ def test_gaussian_head_loads_weights_saved_with_separate_mean_and_log_var_layers
     m, v = head(h)
     torch.testing.assert_close(m, h @ old["mean.weight"].t() + old["mean.bias"])
     torch.testing.assert_close(v, (h @ old["log_var.weight"].t() + old["log_var.bias"]).exp() + VAR_EPS)
+
+
+def test_minibatch_log_x_is_log1p_of_its_dense_counts():
+    import scipy.sparse as sp
+
+    from methods.native.scvi.data import CountData
+
+    rng = np.random.default_rng(0)
+    X = sp.random(40, 30, density=0.3, random_state=1, format="csr", dtype=np.float32)
+    X.data = np.round(X.data * 20) + 1
+    mb = CountData(X, np.zeros(40, dtype=int)).minibatch(np.sort(rng.choice(40, 16, replace=False)))
+    torch.testing.assert_close(mb.log_x, torch.log1p(mb.x))

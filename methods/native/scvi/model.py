@@ -179,7 +179,8 @@ class SCVI:
         """One epoch of ELBO updates; returns the mean per-cell loss."""
         total, count = 0.0, 0
         for mb in data.iterate(batch_size, rng, indices, drop_small_last=True):
-            out = self.module.loss(mb.x, mb.nz, mb.batch, mb.label if self._uses_label_in_loss else None, kl_weight)
+            out = self.module.loss(mb.x, mb.nz, mb.batch, mb.label if self._uses_label_in_loss else None, kl_weight,
+                                   log_x=mb.log_x)
             loss = out["total"].mean() + self._extra_step_loss(mb, out)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -291,7 +292,7 @@ class SCVI:
         torch.manual_seed(self.seed if seed is None else seed)
         out = []
         for mb in self._batches_of(data, batch_size=batch_size):
-            inf = self.module.inference(mb.x, mb.batch.clamp(min=0))
+            inf = self.module.inference(mb.x, mb.batch.clamp(min=0), log_x=mb.log_x)
             out.append((inf["qz_m"] if give_mean else inf["z"]).cpu())
         return torch.cat(out).numpy()
 
@@ -648,7 +649,7 @@ class SCANVI(SCVI):
         idx = self._next_labelled(min(self._batch_size, len(self._labelled_idx)))
         lmb = self._train_data.minibatch(idx)
         with frozen_batchnorm_stats(self.module):
-            z = self.module.encode_z(lmb.x, lmb.batch)
+            z = self.module.encode_z(lmb.x, lmb.batch, log_x=lmb.log_x)
         return self.classification_ratio * self.module.classification_loss(z, lmb.label, self._coarse_tensor(idx))
 
     def _train_steps(self, data, rng, batch_size, kl_weight, optimizer, indices):

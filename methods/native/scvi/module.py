@@ -239,10 +239,12 @@ class VAE(nn.Module):
         self.register_buffer("library_log_vars", lv.reshape(-1))
 
     # ----------------------------------------------------------------- inference
-    def inference(self, x: torch.Tensor, batch: torch.Tensor, n_samples: int = 0) -> dict:
-        """q(z|x[,s]) and q(l|x[,s]); ``n_samples`` = 0 gives one sample per cell (training)."""
+    def inference(self, x: torch.Tensor, batch: torch.Tensor, n_samples: int = 0,
+                  log_x: Optional[torch.Tensor] = None) -> dict:
+        """q(z|x[,s]) and q(l|x[,s]); ``n_samples`` = 0 gives one sample per cell (training).
+        ``log_x``: log1p(x) when the caller has it (the minibatch computes it on the non-zeros)."""
         cat = batch if self.encode_covariates else None
-        h = self.encoder_first(torch.log1p(x), cat)
+        h = self.encoder_first(torch.log1p(x) if log_x is None else log_x, cat)
         hz = h[:, : self.n_hidden]
         if self.z_encoder_rest is not None:
             hz = self.z_encoder_rest(hz, cat)
@@ -259,10 +261,10 @@ class VAE(nn.Module):
             out["log_library"] = log_lib.expand(shape + log_lib.shape) if n_samples else log_lib
         return out
 
-    def encode_z(self, x: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+    def encode_z(self, x: torch.Tensor, batch: torch.Tensor, log_x: Optional[torch.Tensor] = None) -> torch.Tensor:
         """One draw of q(z|x) without the library encoder (running statistics untouched)."""
         cat = batch if self.encode_covariates else None
-        hz = self.encoder_first.forward_first_units(torch.log1p(x), cat, self.n_hidden)
+        hz = self.encoder_first.forward_first_units(torch.log1p(x) if log_x is None else log_x, cat, self.n_hidden)
         if self.z_encoder_rest is not None:
             hz = self.z_encoder_rest(hz, cat)
         qz_m, qz_v = self.z_head(hz)
@@ -313,9 +315,9 @@ class VAE(nn.Module):
             return fused_count_nll(self.gene_likelihood, x, gen["log_mu"], gen["log_theta"], gen["pi_logits"], nz)
         return count_nll_training(self.gene_likelihood, x, nz, gen["log_mu"], gen["log_theta"], gen["pi_logits"])
 
-    def loss(self, x, nz: SparseCounts, batch, label=None, kl_weight: float = 1.0) -> dict:
+    def loss(self, x, nz: SparseCounts, batch, label=None, kl_weight: float = 1.0, log_x=None) -> dict:
         """Per-cell negative ELBO terms; ``total`` = recon + kl_weight * (KL_z + KL_l)."""
-        inf = self.inference(x, batch)
+        inf = self.inference(x, batch, log_x=log_x)
         gen = self.generative(inf["z"], inf["log_library"], batch, label)
         recon = self.reconstruction(x, nz, gen)
         kl_z = kl_normal_standard(inf["qz_m"], inf["qz_v"])

@@ -95,7 +95,7 @@ class SCANVAE(VAE):
         pz_m, pz_v = self.prior_z(u, classes)
         return -log_normal_density(zc, pz_m, pz_v), kl_normal_standard(qu_m, qu_v)
 
-    def loss(self, x, nz: SparseCounts, batch, label=None, kl_weight: float = 1.0) -> dict:
+    def loss(self, x, nz: SparseCounts, batch, label=None, kl_weight: float = 1.0, log_x=None) -> dict:
         """Per-cell negative ELBO: L for labelled cells (label >= 0), U for the others.
 
         The KL warm-up weight multiplies KL(u), KL(c) and KL(l) only; the z level
@@ -104,7 +104,7 @@ class SCANVAE(VAE):
         classification term shape z with the mixture prior switched off: on pbmc_facs seed
         labelling that cost 1-3 points of weighted accuracy (benchmarks/scripts/seed_labeling_pbmc_facs.py).
         """
-        inf = self.inference(x, batch)
+        inf = self.inference(x, batch, log_x=log_x)
         z = inf["z"]
         gen = self.generative(z, inf["log_library"], batch, label)
         recon = self.reconstruction(x, nz, gen)
