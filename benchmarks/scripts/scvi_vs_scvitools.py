@@ -25,6 +25,7 @@ this file is also its worker (``--worker``), importing only numpy, anndata and s
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -236,27 +237,26 @@ def quality(args, folder: Path) -> list[dict]:
         hidden = train.obs["visible"].isna().to_numpy()
         truth = train.obs["cell_type"].astype(str).to_numpy()
         batches = train.obs["batch"].astype(str).to_numpy()
-        for library in args.quality_library:
-            for model in args.quality_models:
-                for tool in ("ours", "scvi-tools"):
-                    tag = f"{name}_{library}_{model}_{tool}"
-                    job = {"train": str(folder / f"{name}_train.h5ad"), "test": str(folder / f"{name}_test.h5ad"),
-                           "model": model, "threads": args.quality_threads, "epochs": args.quality_epochs,
-                           "warmup": args.quality_warmup, "seed": 0, "n_mc": args.n_mc, "library": library,
-                           "latent": str(folder / f"{tag}_z.npy"), "pred": str(folder / f"{tag}_pred.npy"),
-                           "scheme": "joint"}
-                    res = run_worker("ours" if tool == "ours" else "peer", job)
-                    z = np.load(job["latent"])
-                    row = {"dataset": name, "library": library, "model": model, "tool": tool,
-                           "neg_elbo_test": res["neg_elbo"], "marginal_ll_test": res.get("marginal_ll", float("nan")),
-                           "batch_entropy_mixing": batch_entropy_mixing(z, batches, k=50, seed=0),
-                           "train_s": float(np.sum(res["epoch_wall_s"]))}
-                    if model == "scanvi":  # scored on the training cells of the batch whose labels were hidden
-                        pred = np.load(job["pred"])
-                        row["transfer_accuracy"] = float(np.mean(pred[hidden] == truth[hidden]))
-                        row["transfer_weighted_accuracy"] = weighted_accuracy(truth[hidden], pred[hidden])
-                    rows.append(row)
-                    print("  ", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+        for library, model, seed in itertools.product(args.quality_library, args.quality_models, args.quality_seeds):
+            for tool in ("ours", "scvi-tools"):
+                tag = f"{name}_{library}_{model}_{tool}_{seed}"
+                job = {"train": str(folder / f"{name}_train.h5ad"), "test": str(folder / f"{name}_test.h5ad"),
+                       "model": model, "threads": args.quality_threads, "epochs": args.quality_epochs,
+                       "warmup": args.quality_warmup, "seed": seed, "n_mc": args.n_mc, "library": library,
+                       "latent": str(folder / f"{tag}_z.npy"), "pred": str(folder / f"{tag}_pred.npy"),
+                       "scheme": "joint"}
+                res = run_worker("ours" if tool == "ours" else "peer", job)
+                z = np.load(job["latent"])
+                row = {"dataset": name, "library": library, "model": model, "tool": tool, "seed": seed,
+                       "neg_elbo_test": res["neg_elbo"], "marginal_ll_test": res.get("marginal_ll", float("nan")),
+                       "batch_entropy_mixing": batch_entropy_mixing(z, batches, k=50, seed=0),
+                       "train_s": float(np.sum(res["epoch_wall_s"]))}
+                if model == "scanvi":  # scored on the training cells of the batch whose labels were hidden
+                    pred = np.load(job["pred"])
+                    row["transfer_accuracy"] = float(np.mean(pred[hidden] == truth[hidden]))
+                    row["transfer_weighted_accuracy"] = weighted_accuracy(truth[hidden], pred[hidden])
+                rows.append(row)
+                print("  ", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     return rows
 
 
@@ -298,6 +298,8 @@ def main(argv=None) -> None:
     # batches separate (both tools alike), with the observed library they mix: compare both
     p.add_argument("--quality-library", choices=["latent", "observed"], nargs="+", default=["latent"])
     p.add_argument("--quality-models", choices=["scvi", "scanvi"], nargs="+", default=["scvi", "scanvi"])
+    p.add_argument("--quality-seeds", type=int, nargs="+", default=[0],
+                   help="training seeds (the table shows each; the difference table averages them)")
     p.add_argument("--n-mc", type=int, default=100)
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-quality", action="store_true")
