@@ -161,16 +161,38 @@ def test_paper_pair_mode_recovers_planted_genes(trained_scvi, adata):
 
 def test_population_mode_change_hypothesis(trained_scvi, adata):
     de = trained_scvi.differential_expression(groupby="cell_type", group1="A", group2="B", n_draws=50)
-    delta = de["delta"].iloc[0]
-    assert 0.1 <= delta < 1.0 and (de["lfc_sd"] > 0).all() and de["proba_de"].between(0, 1).all()
-    # planted genes (x8, shrunk to |LFC| ~0.5 by this short training) are called, no other gene is
-    assert de["is_de"].iloc[:12].all() and not de["is_de"].iloc[12:].any()
+    assert (de["delta"] == 0.25).all()  # the fixed default (scvi-tools' delta), not estimated
+    assert (de["lfc_sd"] > 0).all() and de["proba_de"].between(0, 1).all()
+    # planted genes (x8, shrunk to |LFC| ~0.5 by this short training) are called and outrank the rest
+    planted = np.arange(de.shape[0]) < 12
+    assert de["is_de"].iloc[:12].all() and roc_auc_score(planted, de["score"]) > 0.97
+    assert de["is_de"].iloc[12:].mean() < 0.1
     assert (np.sign(de["signed_score"].iloc[:6]) > 0).all() and (np.sign(de["signed_score"].iloc[6:12]) < 0).all()
     assert (de["signed_score"].iloc[12:][de["score"].iloc[12:] < 0] == 0).all()
     fixed = trained_scvi.differential_expression(groupby="cell_type", group1="A", group2="B", n_draws=50, delta=2.0)
     assert (fixed["delta"] == 2.0).all() and not fixed["is_de"].any()  # no shrunk LFC reaches 2
     with pytest.raises(MethodInputError, match="compare"):
         trained_scvi.differential_expression(groupby="cell_type", group1="A", compare="bulk")
+
+
+def test_population_mode_estimated_delta_and_bad_delta(trained_scvi):
+    kw = dict(groupby="cell_type", group1="A", group2="B", n_draws=50)
+    est = trained_scvi.differential_expression(delta="estimate", **kw)
+    fixed = trained_scvi.differential_expression(delta=float(est["delta"].iloc[0]), **kw)
+    assert 0.1 <= est["delta"].iloc[0] < 1.0  # scvi-tools' rule on the shrunk LFCs of a short training
+    # with the estimated (larger) threshold the planted genes are called and no other gene is
+    assert est["is_de"].iloc[:12].all() and not est["is_de"].iloc[12:].any()
+    # same seed, same draws: the estimated threshold is the only difference from passing it
+    np.testing.assert_allclose(est["score"], fixed["score"])
+    default = trained_scvi.differential_expression(**kw)
+    np.testing.assert_allclose(default["lfc_mean"], est["lfc_mean"])
+    # a smaller threshold makes every gene's evidence of |LFC| > delta stronger
+    assert est["delta"].iloc[0] > 0.25 and (default["score"] >= est["score"] - 1e-9).all()
+    for bad in (None, 0.0, -1.0, float("nan"), "auto", True):
+        with pytest.raises(MethodInputError, match="delta"):
+            trained_scvi.differential_expression(delta=bad, **kw)
+    # the pair mode has no threshold: delta is not checked there
+    trained_scvi.differential_expression(compare="pairs", n_samples=100, delta=None, **kw)
 
 
 def test_scanvi_label_conditioned_de(adata):
@@ -242,6 +264,12 @@ def test_change_log_k_matches_normal_probability_and_does_not_saturate():
     assert np.isfinite(k).all() and k[4] > k[3] > 3  # p rounds to 1 for both, K still ranks them
     with pytest.raises(ValueError, match="delta"):
         change_log_k(m, s, 0.0)
+    from methods.native.scvi.de import resolve_delta
+
+    assert resolve_delta(0.5, m) == 0.5 and resolve_delta("estimate", m) >= 0.1
+    for bad in (None, 0, -0.5, "estimated"):
+        with pytest.raises(ValueError, match="delta"):
+            resolve_delta(bad, m)
     # two clear LFC modes at +-2 around a null bulk: delta = 0.6 * 2
     lfc = np.concatenate([np.random.default_rng(0).normal(0, 0.05, 500), np.full(50, 2.0), np.full(50, -2.0)])
     assert estimate_delta(lfc) == pytest.approx(1.2, abs=0.05)

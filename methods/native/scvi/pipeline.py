@@ -12,6 +12,7 @@ from typing import Optional
 
 from methods.base import MethodInputError, MethodUnavailable
 
+from .de import DEFAULT_DELTA
 from .model import SCANVI, SCVI
 
 VARIANTS = ("scvi", "scanvi", "scanvi_joint", "scanvi_hierarchical", "scanvi_from_scvi")
@@ -21,7 +22,8 @@ DEFAULTS = {
     "n_epochs": None, "batch_size": 128, "lr": 1e-3, "eps": 0.01, "weight_decay": 1e-6,
     "n_layers": 2, "n_hidden": 128, "dropout": 0.1, "gene_likelihood": "zinb", "dispersion": "gene",
     "library": "latent", "n_epochs_kl_warmup": None, "early_stopping": False, "device": None,
-    "n_top_genes": None, "de_n_samples": 5000, "de_mode": None, "de_compare": "population", "de_delta": None,
+    "n_top_genes": None, "de_n_samples": 5000, "de_mode": None, "de_compare": "population",
+    "de_delta": DEFAULT_DELTA,  # |LFC| threshold of de_compare="population" (log2), or "estimate"
     "de_n_draws": 200, "correct_batch": "marginal",
     "progress_bar": False,
 }
