@@ -223,15 +223,43 @@ def test_matmul_shortcuts_match_plain_linear_layers(n_cat):
             torch.testing.assert_close(layers(x, None), torch.relu(layers.norms[0](ref0)))
 
 
-def test_one_thread_restores_the_thread_count():
-    from methods.native.scvi.model import one_thread
+def test_torch_threads_restores_the_thread_count():
+    from methods.native.scvi.model import torch_threads
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        with one_thread():
+        with torch_threads(1):
             assert torch.get_num_threads() == 1
         assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_optimizer_threads_times_both_counts_then_keeps_one_and_updates_alike():
+    from methods.native.scvi.model import OptimizerThreads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        results = []
+        for forced in (None, 1, 2):
+            torch.manual_seed(0)
+            w = torch.nn.Parameter(torch.randn(300, 40))
+            opt = torch.optim.Adam([w], lr=1e-2, eps=0.01)
+            chooser = OptimizerThreads(n_trials=3)
+            if forced is not None:
+                chooser.choice = forced
+            for step in range(10):
+                opt.zero_grad()
+                (w.sin() * torch.arange(40.0)).sum().backward()
+                chooser.step(opt)
+                assert torch.get_num_threads() == 2  # restored after every step
+            if forced is None:
+                assert [len(v) for v in chooser.times.values()] == [3, 3] and chooser.choice in (1, 2)
+            results.append(w.detach().clone())
+        # the thread count used for a step never changes the update
+        assert torch.equal(results[0], results[1]) and torch.equal(results[1], results[2])
     finally:
         torch.set_num_threads(before)
 

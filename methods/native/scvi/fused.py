@@ -167,8 +167,12 @@ def _run_nonzeros(args_before, args_after, rows, n):
 
     pool = _POOL.get(n_threads)
     if pool is None:
-        pool = _POOL[n_threads] = ThreadPoolExecutor(n_threads)
-    list(pool.map(lambda b: _nonzero_kernel(*args_before, b[0], b[1], *args_after), blocks))
+        pool = _POOL[n_threads] = ThreadPoolExecutor(n_threads - 1)
+    # the calling thread takes the first block itself instead of idling while the pool works
+    futures = [pool.submit(_nonzero_kernel, *args_before, b[0], b[1], *args_after) for b in blocks[1:]]
+    _nonzero_kernel(*args_before, blocks[0][0], blocks[0][1], *args_after)
+    for f in futures:
+        f.result()
 
 
 def _row_sorted(nz: SparseCounts):
