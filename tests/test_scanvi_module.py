@@ -1,5 +1,6 @@
 """scANVI loss terms: which parts the KL warm-up weight multiplies (methods/native/scvi/scanvi_module.py)."""
 import numpy as np
+import pytest
 import scipy.sparse as sp
 import torch
 
@@ -64,3 +65,30 @@ def test_a_fully_labelled_minibatch_leaves_the_classifier_statistics_alone():
     out = _loss(module, mb, 1.0)
     assert torch.equal(norm.running_mean, before)
     assert bool(torch.isfinite(out["total"]).all())
+
+
+def test_marginal_labelled_elbo_ignores_labels_in_the_elbo():
+    """labelled_elbo="marginal" (scvi-tools' choice): labelled cells are bounded like unlabelled
+    ones, so the ELBO no longer depends on which cells carry labels; "observed" (the paper) does."""
+    import torch
+
+    from methods.native.scvi.data import CountData
+    from methods.native.scvi.scanvi_module import SCANVAE
+
+    rng = np.random.default_rng(0)
+    X = sp.csr_matrix(rng.poisson(2.0, size=(24, 15)).astype(np.float32))
+    label = np.where(rng.random(24) < 0.5, rng.integers(0, 3, 24), -1)
+    mb = CountData(X, np.zeros(24, dtype=int), label).minibatch(np.arange(24))
+    out = {}
+    for kind in ("observed", "marginal"):
+        torch.manual_seed(0)
+        module = SCANVAE(15, 3, n_latent=4, n_hidden=8, labelled_elbo=kind).eval()
+        for labels in ("given", "hidden"):
+            torch.manual_seed(1)
+            lab = mb.label if labels == "given" else torch.full_like(mb.label, -1)
+            out[kind, labels] = module.loss(mb.x, mb.nz, mb.batch, lab, kl_weight=1.0)["total"].detach()
+    torch.testing.assert_close(out["marginal", "given"], out["marginal", "hidden"])
+    torch.testing.assert_close(out["observed", "hidden"], out["marginal", "hidden"])
+    assert not torch.allclose(out["observed", "given"], out["observed", "hidden"])
+    with pytest.raises(ValueError, match="labelled_elbo"):
+        SCANVAE(15, 3, labelled_elbo="both")

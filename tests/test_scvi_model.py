@@ -127,6 +127,24 @@ def test_scanvi_trains_classifies_and_round_trips(adata, scheme, tmp_path):
     pd.testing.assert_frame_equal(loaded.predict_proba(), proba, rtol=1e-5, atol=1e-6)
 
 
+def test_scanvi_scvitools_choices_train_and_are_saved(adata, tmp_path):
+    """labelled_elbo="marginal" + classifier_input="mean" (scvi-tools' SCANVAE choices) train,
+    classify, and survive save/load; unknown values are refused with the field named."""
+    m = SCANVI(adata, "batch", "visible", scheme="joint", n_hidden=32, classifier_hidden=32, seed=0,
+               labelled_elbo="marginal", classifier_input="mean")
+    m.train(20)
+    truth = adata.obs["cell_type"].astype(str).to_numpy()
+    hidden = adata.obs["visible"].isna().to_numpy()
+    assert (m.predict()[hidden] == truth[hidden]).mean() > 0.8
+    m.save(tmp_path / "m")
+    loaded = SCANVI.load(tmp_path / "m", adata)
+    assert (loaded.labelled_elbo, loaded.classifier_input) == ("marginal", "mean")
+    assert loaded.module.labelled_elbo == "marginal"
+    for bad in ({"labelled_elbo": "labelled"}, {"classifier_input": "mode"}):
+        with pytest.raises(MethodInputError, match=next(iter(bad))):
+            SCANVI(adata, "batch", "visible", **bad)
+
+
 def test_scanvi_hierarchical_levels(adata):
     hierarchy = {"A": "AB", "B": "AB", "C": "CD", "D": "CD"}
     m = SCANVI(adata, "batch", "visible", hierarchy=hierarchy, n_hidden=32, classifier_hidden=32, seed=0).train(10)

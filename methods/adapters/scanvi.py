@@ -10,7 +10,9 @@
 * ``scanvi_from_scvi``: scVI trained first, then scANVI initialised from it and fine-tuned.
 
 All share methods.native.scvi.pipeline.run; task.params as for ``scvi`` plus scheme,
-classifier_layers, classifier_hidden, classifier_epochs, classification_ratio, n_epochs_scanvi.
+classifier_layers, classifier_hidden, classifier_epochs, classification_ratio, n_epochs_scanvi,
+labelled_elbo ("observed", the paper, or "marginal", scvi-tools' choice) and classifier_input
+("sample" or "mean", scvi-tools' choice) for the classification term.
 """
 from __future__ import annotations
 

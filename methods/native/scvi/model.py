@@ -27,7 +27,7 @@ from .de import (DEFAULT_DELTA, change_log_k, de_table, expression_fraction, mon
                  population_lfc_draws, resolve_delta)
 from .hierarchy import parent_index
 from .module import VAE
-from .scanvi_module import SCANVAE
+from .scanvi_module import LABELLED_ELBOS, SCANVAE
 
 FORMAT_VERSION = 1
 
@@ -570,10 +570,16 @@ class SCANVI(SCVI):
     def __init__(self, adata, batch_key: Optional[str] = "batch", labels_key: str = "cell_type", *,
                  scheme: str = "alternating", classifier_layers: int = 2, classifier_hidden: int = 256,
                  classifier_epochs: int = 1, classification_ratio: float = 50.0, classifier_lr: float = 5e-3,
-                 hierarchy: Optional[dict] = None, coarse_labels_key: Optional[str] = None, **kwargs):
+                 hierarchy: Optional[dict] = None, coarse_labels_key: Optional[str] = None,
+                 labelled_elbo: str = "observed", classifier_input: str = "sample", **kwargs):
         if scheme not in ("alternating", "joint"):
             raise MethodInputError(f"scheme must be 'alternating' (Algorithm 2) or 'joint' (Algorithm 1), got {scheme!r}")
+        if labelled_elbo not in LABELLED_ELBOS:
+            raise MethodInputError(f"labelled_elbo must be one of {LABELLED_ELBOS}, got {labelled_elbo!r}")
+        if classifier_input not in ("sample", "mean"):
+            raise MethodInputError(f"classifier_input must be 'sample' or 'mean', got {classifier_input!r}")
         self.scheme = scheme
+        self.labelled_elbo, self.classifier_input = labelled_elbo, classifier_input
         self.classifier_layers, self.classifier_hidden = int(classifier_layers), int(classifier_hidden)
         self.classifier_epochs, self.classification_ratio = int(classifier_epochs), float(classification_ratio)
         self.classifier_lr = float(classifier_lr)
@@ -617,6 +623,7 @@ class SCANVI(SCVI):
         kw.pop("n_labels", None)
         parent = None if self._parent is None else torch.as_tensor(self._parent)
         return SCANVAE(n_genes, len(self.labels), classifier_layers=self.classifier_layers,
+                       labelled_elbo=self.labelled_elbo,
                        classifier_hidden=self.classifier_hidden, hierarchy_parent=parent,
                        n_coarse=0 if self.coarse_labels is None else len(self.coarse_labels),
                        library_log_means=lm, library_log_vars=lv, **kw)
@@ -683,7 +690,7 @@ class SCANVI(SCVI):
         idx = self._next_labelled(min(self._batch_size, len(self._labelled_idx)))
         lmb = self._train_data.minibatch(idx)
         with frozen_batchnorm_stats(self.module):
-            z = self.module.encode_z(lmb.x, lmb.batch, log_x=lmb.log_x)
+            z = self.module.encode_z(lmb.x, lmb.batch, log_x=lmb.log_x, mean=self.classifier_input == "mean")
         return self.classification_ratio * self.module.classification_loss(z, lmb.label, self._coarse_tensor(idx))
 
     def _train_steps(self, data, rng, batch_size, kl_weight, optimizer, indices):
@@ -718,7 +725,7 @@ class SCANVI(SCVI):
                 sel = perm[start:start + batch_size]
                 if len(sel) < 2 and start > 0:
                     break
-                z = qm[sel] + qv[sel].sqrt() * torch.randn_like(qm[sel])
+                z = qm[sel] if self.classifier_input == "mean" else qm[sel] + qv[sel].sqrt() * torch.randn_like(qm[sel])
                 loss = self.module.classification_loss(z, labels[sel], None if coarse is None else coarse[sel])
                 self._cls_optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -787,13 +794,17 @@ class SCANVI(SCVI):
         reg.update(scheme=self.scheme, classifier_layers=self.classifier_layers,
                    classifier_hidden=self.classifier_hidden, classifier_epochs=self.classifier_epochs,
                    classification_ratio=self.classification_ratio, classifier_lr=self.classifier_lr,
-                   hierarchy=self.hierarchy, coarse_labels_key=self.coarse_labels_key)
+                   hierarchy=self.hierarchy, coarse_labels_key=self.coarse_labels_key,
+                   labelled_elbo=self.labelled_elbo, classifier_input=self.classifier_input)
         return reg
 
     def _restore(self, reg, adata, device):
         for k in ("scheme", "classifier_layers", "classifier_hidden", "classifier_epochs",
                   "classification_ratio", "classifier_lr", "hierarchy", "coarse_labels_key"):
             setattr(self, k, reg[k])
+        # models saved before these options existed were trained with the paper's choices
+        self.labelled_elbo = reg.get("labelled_elbo", "observed")
+        self.classifier_input = reg.get("classifier_input", "sample")
         self._parent, self.coarse_labels, self._coarse_codes = None, None, None
         if self.hierarchy is not None:
             self._parent, self.coarse_labels = parent_index(reg["labels"], self.hierarchy)

@@ -277,14 +277,15 @@ class VAE(nn.Module):
             out["log_library"] = log_lib.expand(shape + log_lib.shape) if n_samples else log_lib
         return out
 
-    def encode_z(self, x: torch.Tensor, batch: torch.Tensor, log_x: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """One draw of q(z|x) without the library encoder (running statistics untouched)."""
+    def encode_z(self, x: torch.Tensor, batch: torch.Tensor, log_x: Optional[torch.Tensor] = None,
+                 mean: bool = False) -> torch.Tensor:
+        """One draw of q(z|x) (or its mean) without the library encoder (running statistics untouched)."""
         cat = batch if self.encode_covariates else None
         hz = self.encoder_first.forward_first_units(torch.log1p(x) if log_x is None else log_x, cat, self.n_hidden)
         if self.z_encoder_rest is not None:
             hz = self.z_encoder_rest(hz, cat)
         qz_m, qz_v = self.z_head(hz)
-        return qz_m + qz_v.sqrt() * torch.randn_like(qz_m)
+        return qz_m if mean else qz_m + qz_v.sqrt() * torch.randn_like(qz_m)
 
     # ---------------------------------------------------------------- generative
     def decode_scale_logits(self, z: torch.Tensor, batch: Optional[torch.Tensor]):

@@ -76,6 +76,8 @@ def _scanvi_kwargs(adata, task, params: dict, variant: str) -> dict:
         "classifier_epochs": params.get("classifier_epochs", epochs),
         "classification_ratio": params.get("classification_ratio", 50.0),
         "classifier_lr": params.get("classifier_lr", 5e-3),
+        "labelled_elbo": params.get("labelled_elbo", "observed"),
+        "classifier_input": params.get("classifier_input", "sample"),
     }
     if variant == "scanvi_hierarchical":
         hierarchy = task.hierarchy or adata.uns.get("hierarchy")

@@ -57,14 +57,27 @@ class HierarchicalClassifier(nn.Module):
         return self.level_log_probs(z)[0]
 
 
+LABELLED_ELBOS = ("observed", "marginal")
+
+
 class SCANVAE(VAE):
-    """scVI module extended with c, u, the classifier and p(z | u, c)."""
+    """scVI module extended with c, u, the classifier and p(z | u, c).
+
+    ``labelled_elbo``: "observed" (the paper, Supplementary Note 2) bounds labelled cells with L,
+    the observed class in place of q(c|z); "marginal" bounds every cell of the ELBO minibatch
+    with U (c marginalised with q(c|z)), as scvi-tools' SCANVAE does, so labels reach the model
+    only through the classification term.
+    """
 
     def __init__(self, n_genes: int, n_labels: int, *, classifier_layers: int = 1,
-                 classifier_hidden: int = 128, hierarchy_parent=None, n_coarse: int = 0, **vae_kwargs):
+                 classifier_hidden: int = 128, hierarchy_parent=None, n_coarse: int = 0,
+                 labelled_elbo: str = "observed", **vae_kwargs):
         if n_labels < 2:
             raise ValueError("scANVI needs at least two label classes")
+        if labelled_elbo not in LABELLED_ELBOS:
+            raise ValueError(f"labelled_elbo must be one of {LABELLED_ELBOS}, got {labelled_elbo!r}")
         super().__init__(n_genes, n_labels=n_labels, **vae_kwargs)
+        self.labelled_elbo = labelled_elbo
         d, h, L, p = self.n_latent, self.n_hidden, len(self.decoder.linears), 0.1
         if hierarchy_parent is None:
             self.classifier = Classifier(d, n_labels, classifier_layers, classifier_hidden, p)
@@ -113,6 +126,8 @@ class SCANVAE(VAE):
         if label is None:
             label = torch.full((n,), -1, dtype=torch.long, device=z.device)
         labelled = label >= 0
+        if self.labelled_elbo == "marginal":
+            labelled = torch.zeros_like(labelled)
         # (cell, class) pairs: the observed class for labelled cells, every class otherwise
         lab_cells = labelled.nonzero().squeeze(-1)
         unl_cells = (~labelled).nonzero().squeeze(-1)
