@@ -285,7 +285,7 @@ def test_change_log_k_matches_normal_probability_and_does_not_saturate():
     from methods.native.scvi.de import resolve_delta
 
     assert resolve_delta(0.5, m) == 0.5 and resolve_delta("estimate", m) >= 0.1
-    for bad in (None, 0, -0.5, "estimated"):
+    for bad in (None, 0, -0.5, float("nan"), True, "estimated"):
         with pytest.raises(ValueError, match="delta"):
             resolve_delta(bad, m)
     # two clear LFC modes at +-2 around a null bulk: delta = 0.6 * 2

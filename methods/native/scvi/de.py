@@ -31,6 +31,7 @@ it measures how often one cell exceeds another, which a gene expressed by a mino
 """
 from __future__ import annotations
 
+import numbers
 from typing import Callable, Optional
 
 import numpy as np
@@ -114,16 +115,21 @@ def estimate_delta(lfc_mean: np.ndarray, seed: int = 0, coef: float = 0.6, floor
     return float(max(floor, coef * np.abs(locs[[0, -1]]).mean()))
 
 
+def check_delta(delta) -> float | str:
+    """A valid |LFC| threshold: a positive finite number (log2, returned as float) or "estimate";
+    anything else (None, 0, NaN, a bool, another string) raises ValueError."""
+    if isinstance(delta, str) and delta == "estimate":
+        return delta
+    if isinstance(delta, numbers.Real) and not isinstance(delta, bool) and np.isfinite(delta) and delta > 0:
+        return float(delta)
+    raise ValueError(f"delta must be a positive |LFC| threshold (log2) or 'estimate', got {delta!r}")
+
+
 def resolve_delta(delta, lfc_mean: np.ndarray, seed: int = 0) -> float:
     """The |LFC| threshold: a positive number, or "estimate" (:func:`estimate_delta` on the genes'
     mean LFCs)."""
-    if isinstance(delta, str):
-        if delta != "estimate":
-            raise ValueError(f"delta must be a positive number (log2) or 'estimate', got {delta!r}")
-        return estimate_delta(lfc_mean, seed=seed)
-    if delta is None or not np.isfinite(float(delta)) or not float(delta) > 0:
-        raise ValueError(f"delta must be a positive number (log2) or 'estimate', got {delta!r}")
-    return float(delta)
+    delta = check_delta(delta)
+    return estimate_delta(lfc_mean, seed=seed) if delta == "estimate" else delta
 
 
 def change_log_k(lfc_mean: np.ndarray, lfc_sd: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import numbers
 import time
 from pathlib import Path
 from typing import Optional
@@ -23,7 +22,7 @@ import torch
 from methods.base import MethodInputError
 
 from .data import CountData, as_count_csr, categorical_codes, library_prior
-from .de import (DEFAULT_DELTA, change_log_k, de_table, expression_fraction, monte_carlo_compare,
+from .de import (DEFAULT_DELTA, change_log_k, check_delta, de_table, expression_fraction, monte_carlo_compare,
                  population_lfc_draws, resolve_delta)
 from .hierarchy import parent_index
 from .module import VAE
@@ -72,14 +71,17 @@ class OptimizerThreads:
     busy with other work, each wake-up costs more than the update (2 threads were ~4x slower
     than 1); with threads that spin briefly (the default) 2 threads are ~25% faster. So the
     first ``n_trials`` steps of each kind are timed, alternating, and the median decides. The
-    update is element-wise, so the numbers are the same either way.
+    update is element-wise, so the numbers are the same either way. Off the CPU the host thread
+    count does not matter (and unsynchronised timings would mean nothing): nothing is timed.
     """
 
-    def __init__(self, n_trials: int = 8):
+    def __init__(self, n_trials: int = 8, device: torch.device = torch.device("cpu")):
         self.n_all = torch.get_num_threads()
         self.n_trials = n_trials
         self.times: dict[int, list] = {1: [], self.n_all: []}
         self.choice: Optional[int] = 1 if self.n_all == 1 else None
+        if torch.device(device).type != "cpu":
+            self.choice = self.n_all
 
     def step(self, optimizer) -> None:
         if self.choice is not None:
@@ -256,7 +258,7 @@ class SCVI:
             val_idx, all_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
         self._train_indices = all_idx
         optimizer = make_adam(self._optimizer_params(), lr, eps, weight_decay, self.device)
-        self._step_threads = OptimizerThreads()
+        self._step_threads = OptimizerThreads(device=self.device)
         self._setup_training(lr=lr, eps=eps, weight_decay=weight_decay)
         hist = {"train_loss": [], "kl_weight": [], "validation_elbo": [], "epoch_wall_s": [], "epoch_cpu_s": []}
         # subnormal floats (e.g. tiny Adam moments of weakly used parameters) slow CPU ops by
@@ -369,7 +371,8 @@ class SCVI:
         torch.manual_seed(self.seed if seed is None else seed)
         out = []
         for mb in self._batches_of(data, batch_size=batch_size):
-            inf = self.module.inference(mb.x, mb.batch.clamp(min=0), n_samples=n_samples if n_samples > 1 else 0)
+            inf = self.module.inference(mb.x, mb.batch.clamp(min=0), n_samples=n_samples if n_samples > 1 else 0,
+                                         log_x=mb.log_x)
             if n_samples > 1:
                 scale = torch.stack([self._scale(inf["z"][s], mb.batch, weights) for s in range(n_samples)]).mean(0)
             else:
@@ -396,7 +399,8 @@ class SCVI:
         self.module.eval()
         out = []
         for mb in data.iterate(batch_size, None, indices):
-            out.append(self.module.elbo_terms(mb.x, mb.nz, mb.batch, mb.label if self._uses_label_in_loss else None)["elbo"].cpu())
+            out.append(self.module.elbo_terms(mb.x, mb.nz, mb.batch, mb.label if self._uses_label_in_loss else None,
+                                               log_x=mb.log_x)["elbo"].cpu())
         self.module.train(was_training)
         return torch.cat(out).numpy()
 
@@ -412,7 +416,8 @@ class SCVI:
         torch.manual_seed(self.seed if seed is None else seed)
         data = self._data(adata)
         self.module.eval()
-        vals = [self.module.elbo_terms(mb.x, mb.nz, mb.batch, mb.label if self._uses_label_in_loss else None)["recon"]
+        vals = [self.module.elbo_terms(mb.x, mb.nz, mb.batch, mb.label if self._uses_label_in_loss else None,
+                                        log_x=mb.log_x)["recon"]
                 for mb in data.iterate(512)]
         return float(torch.cat(vals).mean())
 
@@ -425,7 +430,7 @@ class SCVI:
         torch.manual_seed(self.seed if seed is None else seed)
         data = self._data(adata)
         self.module.eval()
-        vals = [self.module.marginal_ll(mb.x, mb.nz, mb.batch, None, n_mc_samples).cpu()
+        vals = [self.module.marginal_ll(mb.x, mb.nz, mb.batch, None, n_mc_samples, log_x=mb.log_x).cpu()
                 for mb in data.iterate(batch_size)]
         return float(torch.cat(vals).mean())
 
@@ -450,9 +455,11 @@ class SCVI:
             raise MethodInputError(f"obs[{groupby!r}] (groupby / de_key) is missing")
         if compare not in ("pairs", "population"):
             raise MethodInputError(f"compare must be 'pairs' (the paper) or 'population', got {compare!r}")
-        if compare == "population" and not (delta == "estimate" or (
-                isinstance(delta, numbers.Real) and not isinstance(delta, bool) and np.isfinite(delta) and delta > 0)):
-            raise MethodInputError(f"delta must be a positive |LFC| threshold (log2) or 'estimate', got {delta!r}")
+        if compare == "population":
+            try:  # refuse a bad threshold before minutes of sampling
+                check_delta(delta)
+            except ValueError as exc:
+                raise MethodInputError(str(exc)) from None
         values = obs[groupby].astype(object).to_numpy()
         mask1 = values == group1
         mask2 = ~mask1 & pd.notna(values) if group2 is None else values == group2
@@ -492,7 +499,7 @@ class SCVI:
         def draw(n):
             idx = np.sort(rng.choice(cells, size=n, replace=True))
             mb = data.minibatch(idx)
-            inf = self.module.inference(mb.x, mb.batch.clamp(min=0))
+            inf = self.module.inference(mb.x, mb.batch.clamp(min=0), log_x=mb.log_x)
             return self._scale(inf["z"], mb.batch, weights)
         return draw
 
@@ -713,7 +720,7 @@ class SCANVI(SCVI):
         with torch.no_grad():
             qm, qv = [], []
             for mb in self._train_data.iterate(1024, None, idx):
-                inf = self.module.inference(mb.x, mb.batch)
+                inf = self.module.inference(mb.x, mb.batch, log_x=mb.log_x)
                 qm.append(inf["qz_m"]), qv.append(inf["qz_v"])
             qm, qv = torch.cat(qm), torch.cat(qv)
         labels = torch.from_numpy(self._train_data.label[idx]).to(self.device)
@@ -739,7 +746,7 @@ class SCANVI(SCVI):
         self.module.eval()
         out = []
         for mb in data.iterate(1024):
-            z = self.module.inference(mb.x, mb.batch.clamp(min=0))["qz_m"]
+            z = self.module.inference(mb.x, mb.batch.clamp(min=0), log_x=mb.log_x)["qz_m"]
             if level == "coarse":
                 out.append(self.module.classifier.level_log_probs(z)[1].cpu())
             else:

@@ -348,9 +348,9 @@ class VAE(nn.Module):
         return log_count_likelihood(self.gene_likelihood, x, gen["log_mu"], gen["log_theta"], gen["pi_logits"]).sum(-1)
 
     @torch.no_grad()
-    def marginal_ll(self, x, nz: SparseCounts, batch, label=None, n_mc: int = 100) -> torch.Tensor:
+    def marginal_ll(self, x, nz: SparseCounts, batch, label=None, n_mc: int = 100, log_x=None) -> torch.Tensor:
         """Importance-sampled log p(x) per cell with q(z|x) q(l|x) as proposal."""
-        inf = self.inference(x, batch, n_samples=n_mc)
+        inf = self.inference(x, batch, n_samples=n_mc, log_x=log_x)
         gen = self.generative(inf["z"], inf["log_library"], batch, label)
         log_px = self._log_lik_samples(x, nz, gen)
         z = inf["z"]
@@ -374,9 +374,9 @@ class VAE(nn.Module):
         return torch.stack(out) - log_factorial_per_cell(nz, n)
 
     @torch.no_grad()
-    def elbo_terms(self, x, nz, batch, label=None) -> dict:
+    def elbo_terms(self, x, nz, batch, label=None, log_x=None) -> dict:
         """Per-cell -ELBO (with constants, KL weight 1) and reconstruction error, one sample."""
-        out = self.loss(x, nz, batch, label, kl_weight=1.0)
+        out = self.loss(x, nz, batch, label, kl_weight=1.0, log_x=log_x)
         const = log_factorial_per_cell(nz, x.shape[0])
         recon = out["recon"] + const
         return {"elbo": recon + out["kl_z"] + out["kl_l"], "recon": recon}
