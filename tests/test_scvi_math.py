@@ -157,6 +157,41 @@ def test_fused_cpu_kernel_matches_autograd_path(likelihood, per_cell_theta):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
+def test_fused_kernel_vector_math_is_float32_accurate():
+    """The kernel's own exp / log / (softplus, sigmoid) agree with float64 numpy to a few float32
+    ulps over the ranges training meets, and stay finite at the extremes."""
+    import numba
+
+    from methods.native.scvi import fused
+
+    @numba.njit(error_model="numpy")
+    def apply(kind, a):
+        out, out2 = np.empty_like(a), np.empty_like(a)
+        for i in range(a.shape[0]):
+            if kind == 0:
+                out[i] = fused._expf(a[i])
+            elif kind == 1:
+                out[i] = fused._logf(a[i])
+            else:
+                out[i], out2[i] = fused._softplus_sigmoid(a[i])
+        return out, out2
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.uniform(-87, 88, 20000), rng.uniform(-1, 1, 5000), [0.0, -87.0, 88.0]]).astype(np.float32)
+    ref = np.exp(x.astype(np.float64))
+    assert np.max(np.abs(apply(0, x)[0] - ref) / ref) < 2.5e-7
+    pos = np.exp(rng.uniform(-80, 80, 20000)).astype(np.float32)
+    pos = np.concatenate([pos, rng.uniform(0.5, 2.0, 5000).astype(np.float32), np.float32([1.0, 2.0])])
+    ref = np.log(pos.astype(np.float64))
+    assert np.max(np.abs(apply(1, pos)[0] - ref) / np.maximum(np.abs(ref), 1.0)) < 2.5e-7
+    v = np.concatenate([rng.uniform(-30, 30, 20000), [-200.0, -88.0, 0.0, 88.0, 200.0]]).astype(np.float32)
+    sp, sig = apply(2, v)
+    v64 = v.astype(np.float64)
+    assert np.all(np.isfinite(sp)) and np.all(np.isfinite(sig))
+    np.testing.assert_allclose(sp, np.logaddexp(0.0, v64), rtol=3e-7, atol=2e-7)
+    np.testing.assert_allclose(sig, 1.0 / (1.0 + np.exp(-v64)), rtol=3e-7, atol=1e-7)
+
+
 @pytest.mark.parametrize("likelihood", ["zinb", "nb"])
 def test_fused_kernel_row_blocks_on_two_threads_and_unsorted_nonzeros(likelihood):
     """n >= 64 cells on 2 torch threads split the non-zeros into row blocks (fused._run_nonzeros);

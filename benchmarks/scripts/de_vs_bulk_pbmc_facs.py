@@ -57,7 +57,9 @@ sys.path.insert(0, str(REPO))
 
 def build_input(dataset: str = "pbmc_facs", comparison: str = "CD4_vs_CD8"):
     """(the comparison's cells x bulk-matched detected genes with obs de_group, bulk padj, bulk
-    statistic, (group1, group2)); the groups are the comparison name's two sides."""
+    statistic, (group1, group2), every cell of the dataset on those genes with obs de_group (NaN
+    outside the comparison) and de_label (de_group, else the cell's own label)); the groups are
+    the comparison name's two sides."""
     from benchmark.scenarios.base import drop_empty
     from benchmark.scenarios.de_bulk import COMPARISONS, SOURCES_COMPARISONS, bulk_reference, grouped
     from benchmark.scenarios.inputs import load
@@ -67,10 +69,17 @@ def build_input(dataset: str = "pbmc_facs", comparison: str = "CD4_vs_CD8"):
                          f"choose from {SOURCES_COMPARISONS}")
     prefix, groups = COMPARISONS[comparison]
     bulk = bulk_reference(prefix)
-    a = grouped(load(dataset), groups)
+    full = load(dataset)
+    a = grouped(full, groups)
     a = drop_empty(a[:, [g for g in a.var_names if g in bulk.index]].copy())
+    full = full[:, a.var_names].copy()
+    full = full[np.asarray(full.X.sum(1)).ravel() > 0].copy()
+    de_group = pd.Series(a.obs["de_group"].astype(object), index=a.obs_names).reindex(full.obs_names)
+    full.obs["de_group"] = pd.Categorical(de_group.to_numpy())
+    own = full.obs["cell_type"].astype(object)
+    full.obs["de_label"] = pd.Categorical(np.where(de_group.notna(), de_group, own).astype(object))
     g1, g2 = comparison.split("_vs_")
-    return a, bulk["padj"].reindex(a.var_names), bulk["statistic"].reindex(a.var_names), (g1, g2)
+    return a, bulk["padj"].reindex(a.var_names), bulk["statistic"].reindex(a.var_names), (g1, g2), full
 
 
 def score_rows(name, s: pd.Series, padj, stat, seconds) -> dict:
@@ -131,7 +140,9 @@ def native_rows(name, model, groups, n_samples, n_draws, deltas, coefs, padj, st
 
 
 def run_native(a, groups, seed, models, n_epochs, library, n_samples, n_draws, deltas, coefs, padj, stat,
-               log) -> list[dict]:
+               log, train=None) -> list[dict]:
+    """Rows of each native model; ``train``: the cells the model is fitted on (default ``a``, the
+    comparison's cells; the paper fits the whole dataset and compares two of its populations)."""
     import scipy.sparse as sp
 
     X = sp.csr_matrix(a.X, dtype=np.float64)
@@ -141,18 +152,20 @@ def run_native(a, groups, seed, models, n_epochs, library, n_samples, n_draws, d
     from methods.native.scvi import SCANVI, SCVI
 
     rows = []
+    context = a if train is None else train
     for name in models:
         t = time.perf_counter()
         if name == "scvi":
-            m = SCVI(a, None, n_latent=10, seed=seed, library=library)
+            m = SCVI(context, None, n_latent=10, seed=seed, library=library)
             kw = {"mode": "cells"}
         elif name == "scanvi":
-            m = SCANVI(a, None, "de_group", n_latent=10, seed=seed, library=library)  # paper default
+            labels = "de_group" if train is None else "de_label"
+            m = SCANVI(context, None, labels, n_latent=10, seed=seed, library=library)  # paper default
             kw = {"mode": "labels"}
         else:
             raise SystemExit(f"--models: unknown model {name!r} (scvi, scanvi)")
         m.train(n_epochs)
-        tag = name + ("" if library == "latent" else f" obs-lib")
+        tag = name + ("" if library == "latent" else " obs-lib") + ("" if train is None else " all-cells")
         rows += native_rows(tag, m, groups, n_samples, n_draws, deltas, coefs, padj, stat, kw, log,
                             time.perf_counter() - t, diag)
     return rows
@@ -202,6 +215,9 @@ def main(argv=None):
     p.add_argument("--de-draws", type=int, default=200, help="bootstrap populations for compare='population'")
     p.add_argument("--deltas", default="1", help="extra LFC thresholds to score (comma-separated, log2)")
     p.add_argument("--coefs", default="", help="extra coefs of the delta estimation rule (comma-separated)")
+    p.add_argument("--context", default="groups",
+                   help="cells the models are fitted on: 'groups' (the comparison's cells, as the baselines), "
+                        "'all' (every cell of the dataset, as the paper), or both (comma-separated)")
     p.add_argument("--no-r", action="store_true", help="skip edgeR (needs R + rpy2)")
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 1)))
     args = p.parse_args(argv)
@@ -210,7 +226,10 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     log = lambda s: print(s, flush=True)  # noqa: E731
     t0 = time.perf_counter()
-    a, padj, stat, groups = build_input(args.dataset, args.comparison)
+    a, padj, stat, groups, full = build_input(args.dataset, args.comparison)
+    contexts = [c for c in args.context.split(",") if c]
+    if set(contexts) - {"groups", "all"}:
+        raise SystemExit(f"--context: choose from 'groups', 'all', got {args.context!r}")
     n1, n2 = ((a.obs["de_group"].astype(str) == g).sum() for g in groups)
     epochs = [int(e) for e in args.n_epochs.split(",") if e]
     libraries = [x for x in args.library.split(",") if x]
@@ -224,10 +243,11 @@ def main(argv=None):
         rs = []
         for n_epochs in epochs:
             for library in libraries:
-                rn = run_native(a, groups, seed, models, n_epochs, library, args.de_samples, args.de_draws,
-                                deltas, coefs, padj, stat, log)
-                rs += [{**r, "method": r["method"] + (f" [{n_epochs} ep]" if len(epochs) > 1 else "")}
-                       for r in rn]
+                for context in contexts:
+                    rn = run_native(a, groups, seed, models, n_epochs, library, args.de_samples, args.de_draws,
+                                    deltas, coefs, padj, stat, log, full if context == "all" else None)
+                    rs += [{**r, "method": r["method"] + (f" [{n_epochs} ep]" if len(epochs) > 1 else "")}
+                           for r in rn]
         if i == 0:  # the tests are deterministic: once is enough
             rs += run_baselines(a, groups, seed, padj, stat, not args.no_r, log)
         rows += [{**r, "seed": seed} for r in rs]
