@@ -152,10 +152,11 @@ def _softplus_sigmoid(v):
     return max(v, _F0) + _logf(_F1 + e), (inv if v >= _F0 else e * inv)
 
 
-@numba.njit(fastmath=True, error_model="numpy", cache=True, inline="always")
+@numba.njit(fastmath=True, error_model="numpy", cache=True, nogil=True)
 def _zero_count_row(log_mu, log_theta, theta, pi, zero_inflated, lm_l, omr, thr, nb0, gw, sp_w, g_lm, g_lt, g_pi):
     """One cell, every gene as a zero count (a loop LLVM vectorises): returns the log-likelihood,
-    writes the gradients and the terms the non-zeros reuse (1-D arrays over genes)."""
+    writes the gradients and the terms the non-zeros reuse (1-D arrays over genes). Compiled on
+    its own, not inlined: inside the row loop LLVM's vectorised code for it was ~35% slower."""
     acc = 0.0
     for g in range(log_mu.shape[0]):
         th = theta[g]
