@@ -303,7 +303,7 @@ def test_optimizer_threads_times_both_counts_then_keeps_one_and_updates_alike():
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_dropout_mask_rate_scale_gradient_and_seed(threads):
-    """The cheap CPU dropout: drops round(p 2^15) / 2^15 of the entries, scales the rest so the
+    """The cheap CPU dropout: drops round(p 2^16) / 2^16 of the entries, scales the rest so the
     mask has mean 1, passes the same mask to the gradient, and repeats exactly for a seed on any
     thread count."""
     from methods.native.scvi.module import dropout, dropout_keep_mask
@@ -324,17 +324,20 @@ def test_dropout_mask_rate_scale_gradient_and_seed(threads):
                 assert torch.equal(a, b)
             y, grad = outs[0][0], outs[0][1]
             kept = y != 0
-            scale = 2**15 / (2**15 - round(0.1 * 2**15))
+            scale = 2**16 / (2**16 - round(0.1 * 2**16))
             torch.testing.assert_close(y[kept], (x.detach() * scale)[kept])
             torch.testing.assert_close(grad, kept.to(dtype) * scale * torch.arange(64, dtype=dtype))
         torch.manual_seed(0)
         m = dropout_keep_mask((2000, 500), 0.3)
         drop = (m == 0).double().mean().item()
-        assert abs(drop - round(0.3 * 2**15) / 2**15) < 4 * (0.3 * 0.7 / m.numel()) ** 0.5
+        assert abs(drop - round(0.3 * 2**16) / 2**16) < 4 * (0.3 * 0.7 / m.numel()) ** 0.5
         assert abs(m.double().mean().item() - 1.0) < 0.005
         values = torch.unique(m).tolist()
-        assert values[0] == 0.0 and values[1:] == [pytest.approx(2**15 / (2**15 - round(0.3 * 2**15)))]
-        # the four lanes of each 64-bit draw are used alike (the top lane has only 15 random bits)
+        assert values[0] == 0.0 and values[1:] == [pytest.approx(2**16 / (2**16 - round(0.3 * 2**16)))]
+        # the four 16-bit lanes of each hash are used alike, and neighbouring masks of one draw differ
+        torch.manual_seed(1)
+        a, b = dropout_keep_mask((64,), 0.5), dropout_keep_mask((64,), 0.5)
+        assert not torch.equal(a, b)
         lanes = (m.reshape(-1)[: 4 * (m.numel() // 4)].reshape(-1, 4) == 0).double().mean(0)
         assert torch.all((lanes - 0.3).abs() < 0.01)
     finally:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+import numba
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -163,39 +165,41 @@ class GaussianHead(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-_DROPOUT_LEVELS = 1 << 15  # 15 random bits per element
-_MASK_CONSTANTS: dict = {}
-
-
-def _mask_constants(p: float, dtype):
-    """Per-lane int16 thresholds and the (0, 1 / keep) values as tensors, made once: Python
-    numbers in tensor ops are wrapped into new scalar tensors on every call (~5 us each)."""
-    key = (p, dtype)
-    if key not in _MASK_CONSTANTS:
-        cut = round(p * _DROPOUT_LEVELS)
-        # lanes 0-2 of a draw are uniform over all of int16, lane 3 over [0, 2^15): drop the
-        # lowest cut / 2^15 of each lane's range
-        thresholds = torch.tensor([2 * cut - _DROPOUT_LEVELS] * 3 + [cut], dtype=torch.int16)
-        _MASK_CONSTANTS[key] = (thresholds, torch.tensor(_DROPOUT_LEVELS / (_DROPOUT_LEVELS - cut), dtype=dtype),
-                                torch.tensor(0.0, dtype=dtype))
-    return _MASK_CONSTANTS[key]
+_DROPOUT_LEVELS = 1 << 16  # 16 random bits per element
 
 
 def dropout_keep_mask(shape, p: float, dtype=torch.float32) -> torch.Tensor:
-    """Inverted-dropout mask: 0 with probability ``round(p * 2^15) / 2^15`` (within 2^-16 of
+    """Inverted-dropout mask: 0 with probability ``round(p * 2^16) / 2^16`` (within 2^-17 of
     p), else 1 / (1 - that probability), so its mean is exactly 1.
 
-    One 64-bit draw of torch's CPU generator feeds four elements (its low 63 bits: three
-    16-bit lanes and one 15-bit lane): ~5x cheaper than ``F.dropout``'s float64 uniform per
-    element, which was ~7 ns per element and the largest non-matmul cost of scANVI's
-    (cell, class) layers (torch 2.13, one thread). Deterministic: one serial stream from the
-    seeded generator.
+    One 64-bit draw of torch's seeded CPU generator keys a counter-based hash (splitmix64 of
+    the element index / 4, whose four 16-bit lanes feed four elements) evaluated in one
+    vectorised numba pass: ~5x cheaper than the int64 ``random_`` + compare + ``where`` it
+    replaced, which was itself ~5x cheaper than ``F.dropout``'s float64 uniform per element
+    (torch 2.13, one thread). Deterministic: a function of the seeded stream and the index only.
     """
     n = math.prod(shape)
-    thresholds, scale, zero = _mask_constants(p, dtype)
-    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_()  # uniform over [0, 2^63)
-    keep = words.view(torch.int16).view(-1, 4) >= thresholds
-    return torch.where(keep, scale, zero).view(-1)[:n].view(shape)
+    cut = round(p * _DROPOUT_LEVELS)
+    key = int(torch.empty((), dtype=torch.int64).random_())
+    out = np.empty(n, dtype=np.float32)
+    _keep_mask(key, cut, np.float32(_DROPOUT_LEVELS / (_DROPOUT_LEVELS - cut)), out)
+    mask = torch.from_numpy(out).view(shape)
+    return mask if dtype == torch.float32 else mask.to(dtype)
+
+
+_U64 = np.uint64
+
+
+@numba.njit(fastmath=True, error_model="numpy", cache=True, nogil=True)
+def _keep_mask(key, cut, scale, out):
+    base = _U64(key)
+    for k in range(out.shape[0]):
+        z = base + _U64(k >> 2) * _U64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
+        z = z ^ (z >> _U64(31))
+        lane = (z >> _U64(16 * (k & 3))) & _U64(0xFFFF)
+        out[k] = scale if lane >= _U64(cut) else np.float32(0.0)
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
