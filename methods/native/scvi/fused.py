@@ -63,7 +63,7 @@ def _lgamma_ratio(x, th):
     return math.lgamma(x + th) - math.lgamma(th), _digamma(x + th) - _digamma(th)
 
 
-_F1 = np.float32(1.0)
+_F0, _FH, _F1 = np.float32(0.0), np.float32(0.5), np.float32(1.0)
 
 
 def _lgamma_ratio_table(theta: torch.Tensor):
@@ -79,9 +79,6 @@ def _lgamma_ratio_table(theta: torch.Tensor):
     torch.cumsum(torch.log(terms), 0, out=lg[1:])
     torch.cumsum(terms.reciprocal_(), 0, out=dg[1:])
     return lg, dg
-
-
-_F0, _FH = np.float32(0.0), np.float32(0.5)
 
 
 @intrinsic

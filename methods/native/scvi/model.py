@@ -63,6 +63,59 @@ def torch_threads(n: int):
             torch.set_num_threads(before)
 
 
+class FusedAdamStep:
+    """``optimizer.step()`` for a ``torch.optim.Adam(fused=True)``, calling its fused kernel
+    with per-parameter lists kept from step to step.
+
+    torch's Adam.step regroups every parameter, gradient and state tensor by device and dtype
+    in Python on each call: ~0.7 ms per step here against ~0.8 ms for the update itself (a
+    scANVI step is ~26 ms on one thread). The kernel call and its arguments are the ones
+    ``torch.optim.adam._fused_adam`` makes, so the parameters are bit-identical (tested). Falls
+    back to ``optimizer.step()`` for the first step (which creates the state), for any option
+    this path does not handle, and if the private kernel is missing.
+    """
+
+    _kernel = getattr(torch, "_fused_adam_", None)
+
+    def __init__(self, optimizer: torch.optim.Optimizer):
+        self.optimizer = optimizer
+        self._lists: dict = {}
+        d = optimizer.defaults
+        self.enabled = (self._kernel is not None and isinstance(optimizer, torch.optim.Adam)
+                        and d.get("fused") and not d.get("amsgrad") and not d.get("maximize")
+                        and not d.get("capturable") and not d.get("differentiable")
+                        and not d.get("decoupled_weight_decay", False))
+
+    def __call__(self) -> None:
+        opt = self.optimizer
+        if not self.enabled:
+            opt.step()
+            return
+        calls = []
+        for gi, group in enumerate(opt.param_groups):
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            key = (gi, tuple(map(id, params)))
+            lists = self._lists.get(key)
+            if lists is None:
+                states = [opt.state.get(p) for p in params]
+                if not all(states) or isinstance(group["lr"], torch.Tensor) or any(
+                        p.is_sparse or p.grad.is_sparse or p.is_complex() or p.device != params[0].device
+                        or p.dtype != params[0].dtype for p in params):
+                    opt.step()  # creates the state / an unusual group: torch's own path
+                    return
+                lists = self._lists[key] = (params, [s["exp_avg"] for s in states],
+                                            [s["exp_avg_sq"] for s in states], [s["step"] for s in states])
+            calls.append((group, lists, [p.grad for p in params]))
+        for group, (params, exp_avgs, exp_avg_sqs, steps), grads in calls:
+            beta1, beta2 = group["betas"]
+            torch._foreach_add_(steps, 1)
+            self._kernel(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=group["lr"],
+                         beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
+                         maximize=False, grad_scale=None, found_inf=None)
+
+
 class OptimizerThreads:
     """Steps the optimizer on one thread or on all of torch's, whichever measured faster.
 
@@ -80,18 +133,22 @@ class OptimizerThreads:
         self.n_trials = n_trials
         self.times: dict[int, list] = {1: [], self.n_all: []}
         self.choice: Optional[int] = 1 if self.n_all == 1 else None
+        self._steppers: dict = {}
         if torch.device(device).type != "cpu":
             self.choice = self.n_all
 
     def step(self, optimizer) -> None:
+        stepper = self._steppers.get(id(optimizer))
+        if stepper is None or stepper.optimizer is not optimizer:
+            stepper = self._steppers[id(optimizer)] = FusedAdamStep(optimizer)
         if self.choice is not None:
             with torch_threads(self.choice):
-                optimizer.step()
+                stepper()
             return
         n = 1 if len(self.times[1]) <= len(self.times[self.n_all]) else self.n_all
         t = time.perf_counter()
         with torch_threads(n):
-            optimizer.step()
+            stepper()
         self.times[n].append(time.perf_counter() - t)
         if min(len(v) for v in self.times.values()) >= self.n_trials:
             self.choice = min(self.times, key=lambda k: float(np.median(self.times[k])))
