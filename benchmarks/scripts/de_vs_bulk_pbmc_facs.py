@@ -39,6 +39,11 @@ run once on pbmc_facs CD4 vs CD8 (seeds 0-2). See DEVELOPERS.md for both tables.
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/scripts/de_vs_bulk_pbmc_facs.py --threads 1
     ... --seeds 0,1,2 --deltas 0.5,1 [--coefs 0.6] [--n-epochs 150,400] [--library latent,observed] [--no-r]
     ... --dataset pbmc3k --comparison B_vs_DC --models scvi   # the development set
+    ... --context groups,all   # models fitted on the comparison's cells and/or on every cell (paper)
+
+``--context all`` fits scVI / scANVI on every cell of the dataset (same genes; scANVI's labels are the
+comparison's groups plus every other cell's own label), as the paper fits the whole PBMC set; the baselines
+always see the comparison's cells. On the development comparison it did not help (DEVELOPERS.md).
 """
 from __future__ import annotations
 
