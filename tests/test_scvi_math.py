@@ -369,6 +369,9 @@ def test_dropout_mask_rate_scale_gradient_and_seed(threads):
     finally:
         torch.set_num_threads(before)
     assert torch.equal(dropout(x, 0.1, False), x) and torch.equal(dropout(x, 0.0, True), x)
+    assert torch.equal(dropout(x, 1.0, True), torch.zeros_like(x))  # F.dropout's p = 1
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        dropout_keep_mask((3,), 1.5)
 
 
 def test_gaussian_head_loads_weights_saved_with_separate_mean_and_log_var_layers():

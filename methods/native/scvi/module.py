@@ -178,8 +178,12 @@ def dropout_keep_mask(shape, p: float, dtype=torch.float32) -> torch.Tensor:
     replaced, which was itself ~5x cheaper than ``F.dropout``'s float64 uniform per element
     (torch 2.13, one thread). Deterministic: a function of the seeded stream and the index only.
     """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     n = math.prod(shape)
     cut = round(p * _DROPOUT_LEVELS)
+    if cut >= _DROPOUT_LEVELS:  # p within 2^-17 of 1: every unit dropped (F.dropout's p = 1)
+        return torch.zeros(shape, dtype=dtype)
     key = int(torch.empty((), dtype=torch.int64).random_())
     out = np.empty(n, dtype=np.float32)
     _keep_mask(key, cut, np.float32(_DROPOUT_LEVELS / (_DROPOUT_LEVELS - cut)), out)
