@@ -294,6 +294,19 @@ def test_fused_adam_step_matches_torch_adam_bit_for_bit():
 
     for x, y in zip(run(True), run(False)):
         assert torch.equal(x, y)
+    # a state loaded into the optimizer is the one the next steps update
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.Adam([w], lr=0.1, fused=True)
+    step = FusedAdamStep(opt)
+    for _ in range(2):
+        opt.zero_grad()
+        (w * 2).sum().backward()
+        step()
+    opt.load_state_dict(opt.state_dict())
+    opt.zero_grad()
+    (w * 2).sum().backward()
+    step()
+    assert float(opt.state[w]["step"]) == 3.0
     assert not FusedAdamStep(torch.optim.Adam([torch.nn.Parameter(torch.ones(2))], amsgrad=True, fused=True)).enabled
 
 

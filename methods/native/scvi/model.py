@@ -98,6 +98,8 @@ class FusedAdamStep:
                 continue
             key = (gi, tuple(map(id, params)))
             lists = self._lists.get(key)
+            if lists is not None and opt.state.get(params[0], {}).get("exp_avg") is not lists[1][0]:
+                lists = None  # the state was replaced (e.g. load_state_dict): rebuild the lists
             if lists is None:
                 states = [opt.state.get(p) for p in params]
                 if not all(states) or isinstance(group["lr"], torch.Tensor) or any(
