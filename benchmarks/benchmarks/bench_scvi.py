@@ -79,3 +79,62 @@ class ScviEpoch:
 
     def peakmem_scvi_epoch(self, data, n):
         self.scvi.train(1)
+
+
+class LikelihoodAndDropout:
+    """The fused CPU kernels against the autograd/ATen code they replace, in the same run.
+
+    One 128-cell x 2,000-gene minibatch (15% non-zero counts; the 20,000-cell speed set has 22%), forward and
+    backward of the per-cell ZINB negative log-likelihood: ``fused_count_nll`` (one numba pass per cell,
+    methods/native/scvi/fused.py) vs ``count_nll_training`` (the same math as torch ops). Dropout masks for a
+    590 x 128 layer (scANVI's (cell, class) rows): ``dropout_keep_mask`` vs ``F.dropout``.
+    """
+
+    number = 20
+    repeat = 5
+
+    def setup(self):
+        import torch
+
+        from methods.native.scvi.distributions import SparseCounts
+
+        torch.set_num_threads(1)
+        g = torch.Generator().manual_seed(0)
+        n, G = 128, 2000
+        self.x = (torch.poisson(torch.rand(n, G, generator=g) * 2, generator=g)
+                  * (torch.rand(n, G, generator=g) < 0.26)).float()  # 15% non-zero
+        r, c = self.x.nonzero(as_tuple=True)
+        self.nz = SparseCounts(r, c, self.x[r, c])
+        self.log_mu = (torch.randn(n, G, generator=g) - 3).requires_grad_()
+        self.log_theta = torch.randn(G, generator=g).requires_grad_()
+        self.pi = torch.randn(n, G, generator=g).requires_grad_()
+        self.h = torch.randn(590, 128, generator=g)
+        self.time_fused_zinb()  # load the compiled kernels outside the timing
+        self.time_dropout_mask()
+        self.time_autograd_zinb()
+
+    def _zinb(self, fn):
+        value = fn("zinb", self.x, self.nz, self.log_mu, self.log_theta, self.pi)
+        value.sum().backward()
+        for t in (self.log_mu, self.log_theta, self.pi):
+            t.grad = None
+
+    def time_fused_zinb(self):
+        from methods.native.scvi.fused import fused_count_nll
+
+        self._zinb(lambda lik, x, nz, lm, lt, pi: fused_count_nll(lik, x, lm, lt, pi, nz))
+
+    def time_autograd_zinb(self):
+        from methods.native.scvi.distributions import count_nll_training
+
+        self._zinb(count_nll_training)
+
+    def time_dropout_mask(self):
+        from methods.native.scvi.module import dropout_keep_mask
+
+        dropout_keep_mask(self.h.shape, 0.1)
+
+    def time_torch_dropout(self):
+        import torch.nn.functional as F
+
+        F.dropout(self.h, 0.1, True)
