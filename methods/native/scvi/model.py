@@ -71,8 +71,8 @@ class FusedAdamStep:
     in Python on each call: ~0.7 ms per step here against ~0.8 ms for the update itself (a
     scANVI step is ~26 ms on one thread). The kernel call and its arguments are the ones
     ``torch.optim.adam._fused_adam`` makes, so the parameters are bit-identical (tested). Falls
-    back to ``optimizer.step()`` for the first step (which creates the state), for any option
-    this path does not handle, and if the private kernel is missing.
+    back to ``optimizer.step()`` for the first step (which creates the state), for parameters
+    off the CPU, for any option this path does not handle, and if the private kernel is missing.
     """
 
     _kernel = getattr(torch, "_fused_adam_", None)
@@ -103,9 +103,10 @@ class FusedAdamStep:
             if lists is None:
                 states = [opt.state.get(p) for p in params]
                 if not all(states) or isinstance(group["lr"], torch.Tensor) or any(
-                        p.is_sparse or p.grad.is_sparse or p.is_complex() or p.device != params[0].device
+                        p.is_sparse or p.grad.is_sparse or p.is_complex() or p.device.type != "cpu"
                         or p.dtype != params[0].dtype for p in params):
-                    opt.step()  # creates the state / an unusual group: torch's own path
+                    # creates the state / an unusual group / a GPU (not checked on one here): torch's own path
+                    opt.step()
                     return
                 lists = self._lists[key] = (params, [s["exp_avg"] for s in states],
                                             [s["exp_avg_sq"] for s in states], [s["step"] for s in states])
