@@ -383,6 +383,9 @@ def test_dropout_mask_rate_scale_gradient_and_seed(threads):
         torch.set_num_threads(before)
     assert torch.equal(dropout(x, 0.1, False), x) and torch.equal(dropout(x, 0.0, True), x)
     assert torch.equal(dropout(x, 1.0, True), torch.zeros_like(x))  # F.dropout's p = 1
+    # a float64 mask carries the scale in float64 (not a rounded float32 value), so its mean is 1 there too
+    m64 = dropout_keep_mask((1000,), 0.1, torch.float64)
+    assert set(m64.unique().tolist()) == {0.0, 2**16 / (2**16 - round(0.1 * 2**16))}
     with pytest.raises(ValueError, match="between 0 and 1"):
         dropout_keep_mask((3,), 1.5)
 

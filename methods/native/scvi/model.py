@@ -136,14 +136,14 @@ class OptimizerThreads:
         self.n_trials = n_trials
         self.times: dict[int, list] = {1: [], self.n_all: []}
         self.choice: Optional[int] = 1 if self.n_all == 1 else None
-        self._steppers: dict = {}
+        self._stepper: Optional[FusedAdamStep] = None
         if torch.device(device).type != "cpu":
             self.choice = self.n_all
 
     def step(self, optimizer) -> None:
-        stepper = self._steppers.get(id(optimizer))
+        stepper = self._stepper
         if stepper is None or stepper.optimizer is not optimizer:
-            stepper = self._steppers[id(optimizer)] = FusedAdamStep(optimizer)
+            stepper = self._stepper = FusedAdamStep(optimizer)
         if self.choice is not None:
             with torch_threads(self.choice):
                 stepper()
@@ -622,6 +622,10 @@ class SCVI:
         self._train_data = CountData(X, np.maximum(batch_codes, 0), label, self.device)
 
 
+#: what the classifier reads during training: a draw of q(z|x) (the paper) or its mean (scvi-tools)
+CLASSIFIER_INPUTS = ("sample", "mean")
+
+
 class SCANVI(SCVI):
     """scANVI (paper, Online Methods; Supplementary Notes 2-4).
 
@@ -643,8 +647,8 @@ class SCANVI(SCVI):
             raise MethodInputError(f"scheme must be 'alternating' (Algorithm 2) or 'joint' (Algorithm 1), got {scheme!r}")
         if labelled_elbo not in LABELLED_ELBOS:
             raise MethodInputError(f"labelled_elbo must be one of {LABELLED_ELBOS}, got {labelled_elbo!r}")
-        if classifier_input not in ("sample", "mean"):
-            raise MethodInputError(f"classifier_input must be 'sample' or 'mean', got {classifier_input!r}")
+        if classifier_input not in CLASSIFIER_INPUTS:
+            raise MethodInputError(f"classifier_input must be one of {CLASSIFIER_INPUTS}, got {classifier_input!r}")
         self.scheme = scheme
         self.labelled_elbo, self.classifier_input = labelled_elbo, classifier_input
         self.classifier_layers, self.classifier_hidden = int(classifier_layers), int(classifier_hidden)

@@ -188,7 +188,9 @@ def dropout_keep_mask(shape, p: float, dtype=torch.float32) -> torch.Tensor:
     out = np.empty(n, dtype=np.float32)
     _keep_mask(key, cut, np.float32(_DROPOUT_LEVELS / (_DROPOUT_LEVELS - cut)), out)
     mask = torch.from_numpy(out).view(shape)
-    return mask if dtype == torch.float32 else mask.to(dtype)
+    if dtype == torch.float32:
+        return mask
+    return mask.ne(0).to(dtype).mul_(_DROPOUT_LEVELS / (_DROPOUT_LEVELS - cut))  # the scale in dtype's precision
 
 
 _U64 = np.uint64
