@@ -270,6 +270,7 @@ class SCVI:
     def _train_steps(self, data: CountData, rng, batch_size: int, kl_weight: float, optimizer, indices) -> float:
         """One epoch of ELBO updates; returns the mean per-cell loss."""
         total, count = 0.0, 0
+        on_cpu = self.device.type == "cpu"  # off the CPU a float() per step would stall the device queue
         for mb in data.iterate(batch_size, rng, indices, drop_small_last=True):
             out = self.module.loss(mb.x, mb.nz, mb.batch, mb.label if self._uses_label_in_loss else None, kl_weight,
                                    log_x=mb.log_x)
@@ -277,9 +278,9 @@ class SCVI:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self._step_threads.step(optimizer)
-            total += float(loss.detach()) * len(mb.index)
+            total = total + (float(loss.detach()) if on_cpu else loss.detach()) * len(mb.index)
             count += len(mb.index)
-        return total / max(count, 1)
+        return float(total) / max(count, 1)
 
     _uses_label_in_loss = False
 
