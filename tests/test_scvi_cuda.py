@@ -35,7 +35,7 @@ def test_cuda_autograd_likelihood_matches_the_cpu_fused_kernel(likelihood):
     weights = torch.linspace(0.1, 1.0, x.shape[0])
 
     def run(device, fn):
-        lm, lt, pi = (t.to(device).requires_grad_() for t in (lm0, lt0, pi0))
+        lm, lt, pi = (t.to(device, copy=True).requires_grad_() for t in (lm0, lt0, pi0))  # fresh leaves
         val = fn(x.to(device), lm, lt, pi if likelihood == "zinb" else None)
         (val * weights.to(device)).sum().backward()
         return val.detach().cpu(), [None if t.grad is None else t.grad.cpu() for t in (lm, lt, pi)]

@@ -249,7 +249,7 @@ vis = np.where(rng.random(300) < 0.7, None, np.array(list("ABCD"))[types]).astyp
 obs = pd.DataFrame({"batch": pd.Categorical(np.array(["b0", "b1"])[batch]), "visible": pd.Categorical(vis)},
                    index=[f"c{i}" for i in range(300)])
 a = ad.AnnData(sp.csr_matrix(X), obs=obs, var=pd.DataFrame(index=[f"g{j}" for j in range(60)]))
-m = SCANVI(a, "batch", "visible", scheme=sys.argv[1], seed=0).train(3)
+m = SCANVI(a, "batch", "visible", scheme=sys.argv[1], seed=0, device="cpu").train(3)
 print(hashlib.sha256(np.ascontiguousarray(m.get_latent_representation()).tobytes()).hexdigest())
 """
 
