@@ -231,23 +231,131 @@ def _count_nll_rows(r0, r1, indptr, cols, vals, log_mu, log_theta, theta, pi, ze
         ll[i] = acc
 
 
+# ------------------------------------------------------------------ torch's OpenMP team
+# At more than one torch thread the row blocks run on the OpenMP team that torch's own ops use
+# (GOMP_parallel of torch's libgomp, with a numba cfunc as the region's body). Its workers spin
+# for a while after every torch op, so they take a block at once; a Python thread of ours would
+# compete with the spinning worker for the core instead (measured: no gain, or a loss, at 2 threads).
+# Slots of the int64 array the region's body reads (sizes, C function and array addresses):
+_N, _G, _TH_ROWS, _PI_ROWS, _PI_COLS, _TAB_ROWS, _TAB_COLS, _NNZ, _THREAD_NUM, _NUM_THREADS = range(10)
+_INDPTR, _COLS, _VALS, _LOG_MU, _LOG_THETA, _THETA, _PI, _LL, _G_LM, _G_LT, _G_PI, _LG, _DG, _ZI = range(10, 24)
+_META_SLOTS = 24
+
+
+@intrinsic
+def _voidptr(typingctx, addr):
+    """An int64 address as a void pointer (for numba.carray)."""
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+    return types.voidptr(types.int64), codegen
+
+
+@intrinsic
+def _call_int_function(typingctx, addr):
+    """Call the C function ``int f(void)`` at an int64 address (omp_get_thread_num and the like)."""
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.IntType(32), [])
+        return builder.call(builder.inttoptr(args[0], fnty.as_pointer()), [])
+    return types.int32(types.int64), codegen
+
+
+@numba.njit(inline="always")
+def _f32_array(m, slot, shape):
+    return numba.carray(_voidptr(m[slot]), shape, np.float32)
+
+
+@numba.cfunc(types.void(types.voidptr), error_model="numpy", cache=True)
+def _omp_row_block(data):
+    """Body of the parallel region: this OpenMP thread's block of rows."""
+    m = numba.carray(data, (_META_SLOTS,), np.int64)
+    n, G, nnz = m[_N], m[_G], m[_NNZ]
+    t, nt = np.int64(_call_int_function(m[_THREAD_NUM])), np.int64(_call_int_function(m[_NUM_THREADS]))
+    theta_shape, pi_shape, tab_shape = (m[_TH_ROWS], G), (m[_PI_ROWS], m[_PI_COLS]), (m[_TAB_ROWS], m[_TAB_COLS])
+    _count_nll_rows(n * t // nt, n * (t + 1) // nt,
+                    numba.carray(_voidptr(m[_INDPTR]), (n + 1,), np.int64),
+                    numba.carray(_voidptr(m[_COLS]), (nnz,), np.int64),
+                    numba.carray(_voidptr(m[_VALS]), (nnz,), np.float32),
+                    _f32_array(m, _LOG_MU, (n, G)), _f32_array(m, _LOG_THETA, theta_shape),
+                    _f32_array(m, _THETA, theta_shape), _f32_array(m, _PI, pi_shape), m[_ZI] != 0,
+                    numba.carray(_voidptr(m[_LL]), (n,), np.float64),
+                    _f32_array(m, _G_LM, (n, G)), _f32_array(m, _G_LT, (n, G)), _f32_array(m, _G_PI, pi_shape),
+                    numba.carray(_voidptr(m[_LG]), tab_shape, np.float64),
+                    numba.carray(_voidptr(m[_DG]), tab_shape, np.float64))
+
+
+def _torch_openmp():
+    """(GOMP_parallel, omp_get_thread_num address, omp_get_num_threads address) of the libgomp
+    that torch's ops run on, or None (another parallel backend, or no libgomp beside torch)."""
+    import ctypes
+    from pathlib import Path
+
+    if "OpenMP" not in torch.__config__.parallel_info():
+        return None
+    for path in sorted((Path(torch.__file__).parent / "lib").glob("libgomp*.so*")):
+        try:
+            lib = ctypes.CDLL(str(path))  # already loaded by torch: the same handle, the same team
+            parallel = lib.GOMP_parallel
+            thread_num, num_threads = lib.omp_get_thread_num, lib.omp_get_num_threads
+        except (OSError, AttributeError):
+            continue
+        parallel.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+        parallel.restype = None
+        address = lambda f: ctypes.cast(f, ctypes.c_void_p).value
+        return parallel, address(thread_num), address(num_threads)
+    return None
+
+
+_OPENMP: list = []  # [result of _torch_openmp()], looked up once
 _POOL: dict = {}
 
 
-def _run_rows(n: int, args) -> None:
-    """Run the kernel over row blocks on torch's thread count (numba releases the GIL).
+def _openmp():
+    if not _OPENMP:
+        _OPENMP.append(_torch_openmp())
+    return _OPENMP[0]
 
-    Plain Python threads rather than numba's parallel layer: an OpenMP pool of numba's own
-    would spin beside torch's and slow every other op on a small machine. Each row is one
-    thread's, so the per-cell values are the same for any thread count.
-    """
+
+def _pack_meta(openmp, n, indptr, cols, vals, log_mu, log_theta, theta, pi, zero_inflated, ll, g_lm, g_lt, g_pi,
+               lg_table, dg_table) -> np.ndarray:
+    m = np.zeros(_META_SLOTS, dtype=np.int64)
+    m[[_N, _G, _TH_ROWS, _PI_ROWS, _PI_COLS, _TAB_ROWS, _TAB_COLS, _NNZ]] = (
+        n, log_mu.shape[1], theta.shape[0], *pi.shape, *lg_table.shape, len(cols))
+    m[_THREAD_NUM], m[_NUM_THREADS] = openmp[1], openmp[2]
+    arrays = (indptr, cols, vals, log_mu, log_theta, theta, pi, ll, g_lm, g_lt, g_pi, lg_table, dg_table)
+    m[_INDPTR:_ZI] = [a.ctypes.data for a in arrays]
+    m[_ZI] = int(zero_inflated)
+    return m
+
+
+# dtypes of _count_nll_rows' arguments after r0, r1 as _omp_row_block reads them (None: not an array)
+_REGION_DTYPES = (np.int64, np.int64, np.float32, np.float32, np.float32, np.float32, np.float32, None,
+                  np.float64, np.float32, np.float32, np.float32, np.float64, np.float64)
+
+
+def _region_body_takes(args) -> bool:
+    return all(dt is None or (a.dtype == dt and a.flags.c_contiguous) for a, dt in zip(args, _REGION_DTYPES))
+
+
+def _run_rows(n: int, args) -> None:
+    """Run the kernel over row blocks on torch's thread count. Each row is one thread's, so the
+    per-cell values are the same for any thread count."""
     n_threads = max(1, min(torch.get_num_threads(), n // 32))
-    cuts = np.linspace(0, n, n_threads + 1).astype(np.int64)
     if n_threads == 1:
         _count_nll_rows(0, n, *args)
         return
+    openmp = _openmp()
+    if openmp is not None and _region_body_takes(args):
+        meta = _pack_meta(openmp, n, *args)  # ``args`` keeps every array alive during the call
+        openmp[0](_omp_row_block.address, meta.ctypes.data, n_threads, 0)  # ctypes releases the GIL
+        return
+    _run_rows_on_python_threads(n, n_threads, args)
+
+
+def _run_rows_on_python_threads(n: int, n_threads: int, args) -> None:
+    """Fallback without torch's libgomp: plain Python threads (numba releases the GIL)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    cuts = np.linspace(0, n, n_threads + 1).astype(np.int64)
     pool = _POOL.get(n_threads)
     if pool is None:
         pool = _POOL[n_threads] = ThreadPoolExecutor(n_threads - 1)
@@ -265,7 +373,7 @@ def _row_sorted(nz: SparseCounts, n: int):
     if len(rows) > 1 and np.any(rows[1:] < rows[:-1]):
         order = np.argsort(rows, kind="stable")
         rows, cols, vals = rows[order], cols[order], vals[order]
-    return np.searchsorted(rows, np.arange(n + 1)), cols, vals
+    return np.searchsorted(rows, np.arange(n + 1)), np.ascontiguousarray(cols, np.int64), np.ascontiguousarray(vals)
 
 
 class FusedCountNLL(torch.autograd.Function):
