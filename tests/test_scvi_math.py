@@ -192,28 +192,55 @@ def test_fused_kernel_vector_math_is_float32_accurate():
     np.testing.assert_allclose(sig, 1.0 / (1.0 + np.exp(-v64)), rtol=3e-7, atol=1e-7)
 
 
-@pytest.mark.parametrize("likelihood", ["zinb", "nb"])
-def test_fused_kernel_row_blocks_on_two_threads_and_unsorted_nonzeros(likelihood):
-    """n >= 64 cells on 2 torch threads split the non-zeros into row blocks (fused._run_nonzeros);
-    non-zeros given out of row order give the same values. Both match the autograd path."""
-    from methods.native.scvi.fused import fused_count_nll
+@pytest.mark.parametrize("runner", ["openmp", "python_threads"])
+@pytest.mark.parametrize("likelihood,per_cell_theta", [("zinb", False), ("nb", False), ("zinb", True)])
+def test_fused_kernel_row_blocks_on_two_threads_and_unsorted_nonzeros(likelihood, per_cell_theta, runner,
+                                                                     monkeypatch):
+    """n >= 64 cells on 2 torch threads split the rows into blocks, run on torch's OpenMP team
+    (fused._omp_row_block) or, without torch's libgomp, on Python threads: values and gradients
+    equal the 1-thread kernel's bit for bit (each row is one thread's). Non-zeros given out of
+    row order give the same values, and all match the autograd path."""
+    from methods.native.scvi import fused
 
+    if runner == "openmp":
+        if fused._openmp() is None:
+            pytest.skip("torch here does not run its ops on a libgomp beside it")
+
+        def no_fallback(*args):
+            raise AssertionError("the row blocks fell back to Python threads")
+        monkeypatch.setattr(fused, "_run_rows_on_python_threads", no_fallback)
+    else:
+        monkeypatch.setattr(fused, "_OPENMP", [None])
     g = torch.Generator().manual_seed(0)
     n, G = 96, 40
     f32 = dict(generator=g, dtype=torch.float32)  # the fused path runs on float32 only
     x = (torch.poisson(torch.rand(n, G, **f32) * 3, generator=g) * (torch.rand(n, G, **f32) < 0.3)).float()
+    x[0, 0] = 60.0  # past the small-count tables
     r, c = x.nonzero(as_tuple=True)
     perm = torch.randperm(len(r), generator=g)
     nz_sorted, nz_shuffled = SparseCounts(r, c, x[r, c]), SparseCounts(r[perm], c[perm], x[r, c][perm])
-    lm = torch.randn(n, G, **f32) - 1
-    lt = torch.randn(G, **f32)
-    pi = torch.randn(n, G, **f32) if likelihood == "zinb" else None
-    ref = count_nll_training(likelihood, x, nz_sorted, lm, lt, pi)
+    lm0 = torch.randn(n, G, **f32) - 1
+    lt0 = torch.randn(n if per_cell_theta else 1, G, **f32)
+    pi0 = torch.randn(n, G, **f32) if likelihood == "zinb" else None
+    weights = torch.linspace(0.1, 1.0, n)
+
+    def run(fn, nz):
+        leaves = [None if t is None else t.clone().requires_grad_() for t in (lm0, lt0, pi0)]
+        lt = leaves[1] if per_cell_theta else leaves[1][0]
+        val = fn(x, leaves[0], lt, leaves[2], nz)
+        (val * weights).sum().backward()
+        return [val.detach()] + [t.grad for t in leaves if t is not None]
+
+    ref = run(lambda xx, lm, lt, pi, nz: count_nll_training(likelihood, xx, nz, lm, lt, pi), nz_sorted)
+    one_thread = run(lambda *a: fused.fused_count_nll(likelihood, *a), nz_sorted)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         for nz in (nz_sorted, nz_shuffled):
-            torch.testing.assert_close(fused_count_nll(likelihood, x, lm, lt, pi, nz), ref, rtol=1e-5, atol=1e-3)
+            two_threads = run(lambda *a: fused.fused_count_nll(likelihood, *a), nz)
+            for a, b, expected in zip(two_threads, one_thread, ref):
+                torch.testing.assert_close(a, b, rtol=0, atol=0)
+                torch.testing.assert_close(a, expected, rtol=1e-4, atol=1e-3)
     finally:
         torch.set_num_threads(before)
 
