@@ -138,3 +138,44 @@ class LikelihoodAndDropout:
         import torch.nn.functional as F
 
         F.dropout(self.h, 0.1, True)
+
+
+class LikelihoodRowBlocks:
+    """The fused ZINB kernel at 2 torch threads, each call after a decoder-sized GEMM as in training
+    (torch's OpenMP worker is still spinning then): row blocks on torch's own OpenMP team (the
+    default), on Python threads (the fallback without torch's libgomp), and on one thread."""
+
+    params = [["openmp", "python_threads", "one_thread"]]
+    param_names = ["runner"]
+    number = 20
+    repeat = 5
+
+    def setup(self, runner):
+        import torch
+
+        from methods.native.scvi import fused
+
+        self.minibatch = LikelihoodAndDropout()
+        self.minibatch.setup()
+        self.a, self.b = torch.randn(128, 128), torch.randn(128, 4000)
+        self._saved = (torch.get_num_threads(), list(fused._OPENMP))
+        if runner == "openmp" and fused._openmp() is None:
+            raise NotImplementedError("torch here does not run its ops on a libgomp beside it")
+        if runner == "python_threads":
+            fused._OPENMP[:] = [None]
+        torch.set_num_threads(1 if runner == "one_thread" else 2)
+        self.time_fused_zinb_after_gemm(runner)
+
+    def teardown(self, runner):
+        import torch
+
+        from methods.native.scvi import fused
+
+        torch.set_num_threads(self._saved[0])
+        fused._OPENMP[:] = self._saved[1]
+
+    def time_fused_zinb_after_gemm(self, runner):
+        import torch
+
+        torch.mm(self.a, self.b)
+        self.minibatch.time_fused_zinb()
