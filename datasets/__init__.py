@@ -11,10 +11,10 @@ Knows nothing of methods or the benchmark (DESIGN.md, dependency direction).
 from . import preprocessing
 from .contract import DataContractError, attach_protein, validate
 from .registry import (ChecksumError, DatasetSpec, DatasetUnavailableError, RemoteFile, describe,
-                       list_datasets, load, registry, resolve_cache_dir, shared_data_dir)
+                       list_datasets, load, registry, resolve_cache_dir, shared_data_dir, write_h5ad)
 from .simulate import simulate
 from . import sources  # noqa: F401  (registers every dataset)
 
 __all__ = ["DataContractError", "attach_protein", "validate", "simulate", "preprocessing",
            "registry", "load", "list_datasets", "describe", "DatasetSpec", "RemoteFile",
-           "DatasetUnavailableError", "ChecksumError", "resolve_cache_dir", "shared_data_dir"]
+           "DatasetUnavailableError", "ChecksumError", "resolve_cache_dir", "shared_data_dir", "write_h5ad"]

@@ -33,7 +33,7 @@ from anndata import AnnData
 
 from .contract import validate
 
-__all__ = ["RemoteFile", "DatasetSpec", "DatasetUnavailableError", "ChecksumError", "registry",
+__all__ = ["write_h5ad", "RemoteFile", "DatasetSpec", "DatasetUnavailableError", "ChecksumError", "registry",
            "register", "load", "list_datasets", "describe", "resolve_cache_dir", "shared_data_dir",
            "download"]
 
@@ -164,6 +164,19 @@ def download(remote: RemoteFile, dest_dir: Path, *, timeout: float = 60.0) -> Pa
     return path
 
 
+def write_h5ad(adata: AnnData, path: os.PathLike) -> None:
+    """``adata.write_h5ad(path)`` that also works under pandas 3, whose string columns and indexes
+    are string arrays: anndata (0.11+) writes those only when asked to (the setting is restored)."""
+    import contextlib
+
+    import anndata
+
+    allow = (anndata.settings.override(allow_write_nullable_strings=True)
+             if hasattr(anndata.settings, "allow_write_nullable_strings") else contextlib.nullcontext())
+    with allow:
+        adata.write_h5ad(path)
+
+
 def _processed_path(spec: DatasetSpec, root: Path) -> Path:
     return root / "processed" / f"{spec.name}.h5ad"
 
@@ -210,7 +223,7 @@ def load(name: str, cache_dir: Optional[os.PathLike] = None, **kwargs) -> AnnDat
     adata = validate(adata)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".part")
-    adata.write_h5ad(tmp)
+    write_h5ad(adata, tmp)
     tmp.replace(out)
     return adata
 

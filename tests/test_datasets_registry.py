@@ -298,3 +298,20 @@ def test_pbmc8k_converter_labels_only_unambiguous_barcodes(tmp_path):
     a = sources._pbmc8k({tar.name: tar, pkl.name: pkl})
     datasets.validate(a, need_labels=True)
     assert list(a.obs_names) == ["AAA-1"] and list(a.obs["cell_type"]) == ["T"]
+
+
+def test_write_h5ad_writes_pandas_string_arrays_and_restores_the_setting(tmp_path):
+    """pandas 3 makes every string column a string array, which anndata writes only on request:
+    datasets.write_h5ad asks for it (the processed-data cache and the benchmark scripts use it)."""
+    import anndata
+    import numpy as np
+    import pandas as pd
+
+    from datasets import write_h5ad
+
+    obs = pd.DataFrame({"cell_type": pd.array(["T", "B", "T"], dtype="string")}, index=["c0", "c1", "c2"])
+    adata = anndata.AnnData(np.ones((3, 2), dtype=np.float32), obs=obs)
+    before = getattr(anndata.settings, "allow_write_nullable_strings", None)
+    write_h5ad(adata, tmp_path / "a.h5ad")
+    assert anndata.read_h5ad(tmp_path / "a.h5ad").obs["cell_type"].astype(str).tolist() == ["T", "B", "T"]
+    assert getattr(anndata.settings, "allow_write_nullable_strings", None) == before

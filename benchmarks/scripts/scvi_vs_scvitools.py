@@ -150,15 +150,6 @@ def run_worker(tool: str, job: dict, timeout: float = 3600) -> dict:
 
 
 # --------------------------------------------------------------------------- data
-def _write_h5ad(a, path: Path) -> None:
-    import anndata as ad
-
-    # pandas 3 makes string columns and indexes a string array, which anndata 0.11+ writes only on request
-    if hasattr(ad.settings, "allow_write_nullable_strings"):
-        ad.settings.allow_write_nullable_strings = True
-    a.write_h5ad(path)
-
-
 def make_speed_data(n_cells: int, n_genes: int, path: Path, seed: int = 0) -> dict:
     sys.path.insert(0, str(REPO))
     import numpy as np
@@ -171,7 +162,7 @@ def make_speed_data(n_cells: int, n_genes: int, path: Path, seed: int = 0) -> di
     vis[np.random.default_rng(seed).random(a.n_obs) < 0.5] = np.nan  # half the cells labelled
     a.obs["visible"] = pd.Categorical(vis)
     del a.obsm["protein"]
-    _write_h5ad(a, path)
+    datasets.write_h5ad(a, path)
     return {"density": a.X.nnz / (a.n_obs * a.n_vars)}
 
 
@@ -202,8 +193,8 @@ def make_quality_data(name: str, folder: Path, n_genes: int, seed: int = 0) -> d
     a.obs["visible"] = pd.Categorical(vis)
     rng = np.random.default_rng(seed)
     test = rng.random(a.n_obs) < 0.1
-    _write_h5ad(a[~test].copy(), folder / f"{name}_train.h5ad")
-    _write_h5ad(a[test].copy(), folder / f"{name}_test.h5ad")
+    datasets.write_h5ad(a[~test].copy(), folder / f"{name}_train.h5ad")
+    datasets.write_h5ad(a[test].copy(), folder / f"{name}_test.h5ad")
     return {"query_batch": query, "n_train": int((~test).sum()), "n_test": int(test.sum()), "n_genes": a.n_vars}
 
 
