@@ -210,7 +210,10 @@ def test_fused_kernel_row_blocks_on_two_threads_and_unsorted_nonzeros(likelihood
             raise AssertionError("the row blocks fell back to Python threads")
         monkeypatch.setattr(fused, "_run_rows_on_python_threads", no_fallback)
     else:
-        monkeypatch.setattr(fused, "_OPENMP", [None])
+        monkeypatch.setattr(fused, "_openmp", lambda: None)
+        used = []
+        real = fused._run_rows_on_python_threads
+        monkeypatch.setattr(fused, "_run_rows_on_python_threads", lambda *a: (used.append(1), real(*a)))
     g = torch.Generator().manual_seed(0)
     n, G = 96, 40
     f32 = dict(generator=g, dtype=torch.float32)  # the fused path runs on float32 only
@@ -243,6 +246,7 @@ def test_fused_kernel_row_blocks_on_two_threads_and_unsorted_nonzeros(likelihood
                 torch.testing.assert_close(a, expected, rtol=1e-4, atol=1e-3)
     finally:
         torch.set_num_threads(before)
+    assert runner == "openmp" or used, "the Python-thread fallback was not exercised"
 
 
 @pytest.mark.parametrize("n_cat", [0, 3])

@@ -22,6 +22,7 @@ autograd path instead.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional
 
@@ -305,14 +306,8 @@ def _torch_openmp():
     return None
 
 
-_OPENMP: list = []  # [result of _torch_openmp()], looked up once
+_openmp = functools.cache(_torch_openmp)  # looked up once per process
 _POOL: dict = {}
-
-
-def _openmp():
-    if not _OPENMP:
-        _OPENMP.append(_torch_openmp())
-    return _OPENMP[0]
 
 
 def _pack_meta(openmp, n, indptr, cols, vals, log_mu, log_theta, theta, pi, zero_inflated, ll, g_lm, g_lt, g_pi,

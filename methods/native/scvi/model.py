@@ -84,7 +84,8 @@ class FusedAdamStep:
         self.enabled = (self._kernel is not None and isinstance(optimizer, torch.optim.Adam)
                         and d.get("fused") and not d.get("amsgrad") and not d.get("maximize")
                         and not d.get("capturable") and not d.get("differentiable")
-                        and not d.get("decoupled_weight_decay", False))
+                        and not d.get("decoupled_weight_decay", False)
+                        and all(p.device.type == "cpu" for g in optimizer.param_groups for p in g["params"]))
 
     def __call__(self) -> None:
         opt = self.optimizer
@@ -103,9 +104,9 @@ class FusedAdamStep:
             if lists is None:
                 states = [opt.state.get(p) for p in params]
                 if not all(states) or isinstance(group["lr"], torch.Tensor) or any(
-                        p.is_sparse or p.grad.is_sparse or p.is_complex() or p.device.type != "cpu"
-                        or p.dtype != params[0].dtype for p in params):
-                    # creates the state / an unusual group / a GPU (not checked on one here): torch's own path
+                        p.is_sparse or p.grad.is_sparse or p.is_complex() or p.dtype != params[0].dtype
+                        for p in params):
+                    # creates the state / an unusual group: torch's own path
                     opt.step()
                     return
                 lists = self._lists[key] = (params, [s["exp_avg"] for s in states],
