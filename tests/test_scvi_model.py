@@ -78,6 +78,24 @@ def test_same_seed_reproduces_exactly_and_other_seed_differs(adata):
     assert not np.allclose(a, c)
 
 
+def test_epoch_callback_sees_each_epoch_and_can_stop_training(adata):
+    seen = []
+
+    def callback(model, epoch):
+        # the epoch's entries are already in the history, the next epoch's not yet
+        seen.append((epoch, len(model.history_["train_loss"]), len(model.history_["epoch_wall_s"])))
+        return epoch == 2
+
+    m = SCANVI(adata, "batch", "visible", n_hidden=16, classifier_hidden=16, seed=0)
+    m.train(10, n_epochs_kl_warmup=5, epoch_callback=callback)
+    assert seen == [(0, 1, 1), (1, 2, 2), (2, 3, 3)]
+    assert len(m.history_["train_loss"]) == 3 and m.is_trained_
+    # the same seed without a callback gives the same first three epochs
+    plain = SCANVI(adata, "batch", "visible", n_hidden=16, classifier_hidden=16, seed=0)
+    plain.train(3, n_epochs_kl_warmup=5)
+    assert plain.history_["train_loss"] == m.history_["train_loss"]
+
+
 def test_scvi_save_load_round_trip_and_gene_mismatch(trained_scvi, adata, tmp_path):
     trained_scvi.save(tmp_path / "m")
     with pytest.raises(FileExistsError):

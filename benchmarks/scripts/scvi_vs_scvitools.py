@@ -3,8 +3,12 @@
 Speed: training throughput (cells/s per epoch; wall clock and process CPU time) on simulated
 counts (default 20,000 cells x 2,000 genes, batch 128, the same architecture: 2 x 128 layers,
 10 latent dimensions, ZINB, latent library, gene dispersion), same thread count, each run a
-fresh process (OMP_WAIT_POLICY left unset unless --omp-wait-policy); ours and the peer alternate, and each cell of the
-table is the median over repeats of the median epoch time after the first epoch.
+fresh process (OMP_WAIT_POLICY left unset unless --omp-wait-policy). By default (``--pairing epochs``)
+both tools' processes start together and train in turns, one epoch each, first mover alternating:
+the paired ratio (median over repeats x epochs after the first of peer epoch time / ours) compares
+epochs timed seconds apart, which this host's drift between fast and slow states (tens of seconds)
+does not bias. ``--pairing processes`` runs one whole process after the other. The cells/s columns
+are the median over repeats of the median epoch time after the first epoch.
 
 Quality: the same architecture, epochs and KL warm-up on a 90/10 cell split of the simulator
 and of a real shared dataset (cellbench_mixology, top variable genes): held-out -ELBO per cell
@@ -65,7 +69,16 @@ def worker_ours(job: dict) -> dict:
                        classifier_layers=job.get("classifier_layers", 2), classifier_hidden=128,
                        classifier_epochs=job.get("classifier_epochs", 1), **job.get("scanvi_options", {}),
                        **common)
-    model.train(job["epochs"], batch_size=128, n_epochs_kl_warmup=job["warmup"])
+    turns = Turns.of(job)
+    callback = None
+    if turns is not None:
+        turns.ready_then_wait()
+
+        def callback(_model, epoch):  # after the epoch's timing: hand the machine over
+            turns.done()
+            turns.wait()
+
+    model.train(job["epochs"], batch_size=128, n_epochs_kl_warmup=job["warmup"], epoch_callback=callback)
     out = {"epoch_wall_s": model.history_["epoch_wall_s"], "epoch_cpu_s": model.history_["epoch_cpu_s"]}
     if job.get("test"):
         test = ad.read_h5ad(job["test"])
@@ -88,9 +101,15 @@ def worker_peer(job: dict) -> dict:
     scvi.settings.seed = job["seed"]
     scvi.settings.dl_num_workers = 0
 
+    turns = Turns.of(job)
+
     class EpochTimer(Callback):
         def __init__(self):
             self.wall, self.cpu = [], []
+
+        def on_train_start(self, trainer, pl_module):  # after Lightning's set-up
+            if turns is not None:
+                turns.ready_then_wait()
 
         def on_train_epoch_start(self, trainer, pl_module):
             self._w, self._c = time.perf_counter(), time.process_time()
@@ -98,6 +117,9 @@ def worker_peer(job: dict) -> dict:
         def on_train_epoch_end(self, trainer, pl_module):
             self.wall.append(time.perf_counter() - self._w)
             self.cpu.append(time.process_time() - self._c)
+            if turns is not None:
+                turns.done()
+                turns.wait()
 
     train = ad.read_h5ad(job["train"])
     # scvi-tools' SCANVI classifier has n_layers x n_hidden = 2 x 128, as ours is set above
@@ -131,8 +153,34 @@ def worker_peer(job: dict) -> dict:
     return out
 
 
-def run_worker(tool: str, job: dict, timeout: float = 3600) -> dict:
-    """Run one job in a fresh process of the right interpreter; returns its JSON result."""
+class Turns:
+    """A worker's side of epoch turn-taking (``--pairing epochs``): the coordinator writes a byte
+    to ``go`` when it is this worker's turn, the worker writes one to ``back`` when it is ready
+    (set up) and after each timed epoch, then waits again. After the last epoch the coordinator
+    releases every worker at once, so that no worker's wrap-up (or exit) runs during another's
+    timed epoch. Waiting is a blocking read: no CPU used meanwhile."""
+
+    def __init__(self, go: int, back: int):
+        self.go, self.back = go, back
+
+    @classmethod
+    def of(cls, job: dict):
+        return cls(*job["turns"]) if job.get("turns") else None
+
+    def wait(self) -> None:
+        if not os.read(self.go, 1):
+            raise RuntimeError("the coordinating process is gone")
+
+    def done(self) -> None:
+        os.write(self.back, b".")
+
+    def ready_then_wait(self) -> None:
+        self.done()
+        self.wait()
+
+
+def _worker_command(tool: str, job: dict):
+    """(command, environment, result path) of a fresh worker process for ``job``."""
     python = sys.executable if tool == "ours" else PEER_PYTHON
     env = {**os.environ, "OMP_NUM_THREADS": str(job["threads"]),
            "MKL_NUM_THREADS": str(job["threads"]), "PYTHONWARNINGS": "ignore"}
@@ -142,11 +190,83 @@ def run_worker(tool: str, job: dict, timeout: float = 3600) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump(job, fh)
     res_path = fh.name + ".out"
-    cmd = [python, __file__, "--worker", tool, fh.name, res_path]
+    return [python, __file__, "--worker", tool, fh.name, res_path], env, Path(res_path)
+
+
+def run_worker(tool: str, job: dict, timeout: float = 3600) -> dict:
+    """Run one job in a fresh process of the right interpreter; returns its JSON result."""
+    cmd, env, res_path = _worker_command(tool, job)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{tool} worker failed:\n{proc.stderr[-3000:]}")
-    return json.loads(Path(res_path).read_text())
+    return json.loads(res_path.read_text())
+
+
+def run_paired(jobs: dict, timeout: float = 3600) -> dict:
+    """Run one job per tool in fresh processes that train in turns, epoch by epoch.
+
+    Both processes start and set up at once; then the coordinator lets one train an epoch while
+    the other waits on a pipe, and alternates which goes first each epoch. Each epoch of one
+    tool is thus timed seconds from the other's on the same machine: this host drifts between
+    fast and slow states over tens of seconds (DEVELOPERS.md), which per-process alternation
+    left in the ratio. Returns {tool: result dict or RuntimeError}; a failing tool leaves the
+    other to finish alone.
+    """
+    import select
+
+    procs, go, back, logs, results = {}, {}, {}, {}, {}
+    try:
+        for tool, job in jobs.items():
+            go_r, go[tool] = os.pipe()
+            back[tool], back_w = os.pipe()
+            cmd, env, res_path = _worker_command(tool, {**job, "turns": [go_r, back_w]})
+            logs[tool] = tempfile.TemporaryFile("w+")
+            procs[tool] = (subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=logs[tool], text=True,
+                                            pass_fds=(go_r, back_w)), res_path)
+            os.close(go_r), os.close(back_w)
+        alive = list(jobs)
+
+        def handed_back(tool) -> bool:
+            ready, _, _ = select.select([back[tool]], [], [], timeout)
+            if ready and os.read(back[tool], 1):
+                return True
+            alive.remove(tool)  # it exited (or hung): collected below
+            return False
+
+        def give_turn(tool) -> bool:
+            try:
+                os.write(go[tool], b".")
+                return True
+            except BrokenPipeError:  # it exited
+                alive.remove(tool)
+                return False
+
+        for tool in list(alive):  # both set up before anything is timed
+            handed_back(tool)
+        n_epochs = max(job["epochs"] for job in jobs.values())
+        for epoch in range(n_epochs):
+            for tool in (list(alive) if epoch % 2 == 0 else alive[::-1]):
+                if epoch < jobs[tool]["epochs"] and give_turn(tool):
+                    handed_back(tool)
+        for tool in list(alive):  # release: every worker wraps up (untimed) at once
+            give_turn(tool)
+    finally:
+        for fd in list(go.values()) + list(back.values()):
+            os.close(fd)  # a worker still waiting reads EOF and stops
+        for tool, (proc, res_path) in procs.items():
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            logs[tool].seek(0)
+            err = logs[tool].read()
+            logs[tool].close()
+            if proc.returncode == 0 and res_path.exists():
+                results[tool] = json.loads(res_path.read_text())
+            else:
+                results[tool] = RuntimeError(f"{tool} worker failed (exit {proc.returncode}):\n{err[-3000:]}")
+    return results
 
 
 # --------------------------------------------------------------------------- data
@@ -206,20 +326,29 @@ def speed(args, folder: Path) -> list[dict]:
     info = make_speed_data(args.n_cells, args.n_genes, data)
     print(f"speed data: {args.n_cells} cells x {args.n_genes} genes, density {info['density']:.3f}", flush=True)
     rows, failed = [], set()
+    worker = {"ours": "ours", "scvi-tools": "peer"}
     for threads in args.threads:
         for model in ("scvi", "scanvi"):
             per = {"ours": [], "scvi-tools": []}
+            paired = []  # per (repeat, epoch after the first): peer epoch time / ours, same turn
             for rep in range(args.repeats):
-                for tool in ("ours", "scvi-tools"):  # alternate so both see the same machine load
-                    if tool in failed:
-                        continue
-                    job = {"train": str(data), "model": model, "threads": threads, "epochs": args.speed_epochs,
-                           "warmup": 400, "seed": rep, "scheme": "joint", "omp_wait_policy": args.omp_wait_policy,
-                           "device": args.device}
-                    try:
-                        res = run_worker("ours" if tool == "ours" else "peer", job)
-                    except RuntimeError as err:  # keep the other tool's numbers; say why this one has none
-                        print(f"  {model} threads={threads} {tool} FAILED (not retried): {err}", flush=True)
+                job = {"train": str(data), "model": model, "threads": threads, "epochs": args.speed_epochs,
+                       "warmup": 400, "seed": rep, "scheme": "joint", "omp_wait_policy": args.omp_wait_policy,
+                       "device": args.device}
+                tools = [t for t in ("ours", "scvi-tools") if t not in failed]
+                if args.pairing == "epochs":
+                    out = run_paired({worker[t]: job for t in tools})
+                    results = {t: out[worker[t]] for t in tools}
+                else:  # one process after the other, alternating, so both see similar machine load
+                    results = {}
+                    for t in tools:
+                        try:
+                            results[t] = run_worker(worker[t], job)
+                        except RuntimeError as err:
+                            results[t] = err
+                for tool, res in results.items():
+                    if isinstance(res, Exception):  # keep the other tool's numbers; say why this one has none
+                        print(f"  {model} threads={threads} {tool} FAILED (not retried): {res}", flush=True)
                         failed.add(tool)
                         continue
                     wall = np.median(res["epoch_wall_s"][1:] or res["epoch_wall_s"])
@@ -227,10 +356,21 @@ def speed(args, folder: Path) -> list[dict]:
                     per[tool].append((args.n_cells / wall, args.n_cells / cpu))
                     print(f"  {model} threads={threads} rep={rep} {tool}: {args.n_cells / wall:,.0f} cells/s wall, "
                           f"{args.n_cells / cpu:,.0f} cells/CPU-s", flush=True)
+                if args.pairing == "epochs" and not any(isinstance(r, Exception) for r in results.values()) \
+                        and len(results) == 2:
+                    ratios = (np.asarray(results["scvi-tools"]["epoch_wall_s"][1:])
+                              / np.asarray(results["ours"]["epoch_wall_s"][1:]))
+                    paired.extend(ratios.tolist())
+                    print(f"  {model} threads={threads} rep={rep} paired epochs ours/scvi-tools: "
+                          + " ".join(f"{r:.2f}" for r in ratios), flush=True)
             ours, peer = (np.median(per[t], axis=0) if per[t] else np.full(2, np.nan) for t in ("ours", "scvi-tools"))
             rows.append({"model": model, "threads": threads, "ours_cells_s": ours[0], "peer_cells_s": peer[0],
                          "ratio_wall": ours[0] / peer[0], "ours_cells_cpu_s": ours[1], "peer_cells_cpu_s": peer[1],
-                         "ratio_cpu": ours[1] / peer[1]})
+                         "ratio_cpu": ours[1] / peer[1],
+                         "ratio_paired_median": float(np.median(paired)) if paired else np.nan,
+                         "ratio_paired_q25": float(np.quantile(paired, 0.25)) if paired else np.nan,
+                         "ratio_paired_q75": float(np.quantile(paired, 0.75)) if paired else np.nan,
+                         "n_paired_epochs": len(paired)})
     return rows
 
 
@@ -313,7 +453,7 @@ def main(argv=None) -> None:
     p.add_argument("--n-genes", type=int, default=2_000)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--speed-epochs", type=int, default=3)
+    p.add_argument("--speed-epochs", type=int, default=5)
     p.add_argument("--quality-datasets", nargs="+", default=["simulated", "cellbench_mixology"])
     p.add_argument("--quality-genes", type=int, default=1000)
     p.add_argument("--quality-epochs", type=int, default=200)
@@ -337,6 +477,9 @@ def main(argv=None) -> None:
                    help="OMP_WAIT_POLICY of the speed workers (default: leave it unset, as users run)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                    help="where both tools train in the speed runs (cuda: our device='cuda', scvi-tools' accelerator='gpu')")
+    p.add_argument("--pairing", choices=["epochs", "processes"], default="epochs",
+                   help="epochs: both tools' processes train in turns, one epoch each, so each epoch pair is timed "
+                        "seconds apart (the paired ratio column); processes: one whole run after the other")
     p.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = p.parse_args(argv)
     if args.quick:

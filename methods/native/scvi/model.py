@@ -13,7 +13,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -297,12 +297,14 @@ class SCVI:
     def train(self, n_epochs: Optional[int] = None, *, batch_size: int = 128, lr: float = 1e-3, eps: float = 0.01,
               weight_decay: float = 1e-6, n_epochs_kl_warmup: Optional[int] = None, early_stopping: bool = False,
               validation_fraction: float = 0.0, patience: int = 20, progress_bar: bool = False,
-              seed: Optional[int] = None):
+              seed: Optional[int] = None, epoch_callback: Optional[Callable[["SCVI", int], Any]] = None):
         """Fit by stochastic variational inference (paper, Posterior inference / Hyperparameters).
 
         ``n_epochs_kl_warmup``: epochs over which the KL weight rises linearly from 0 to 1
         (default: half of ``n_epochs``). ``early_stopping`` watches the -ELBO of a held-out
-        ``validation_fraction`` of cells, evaluated once per epoch.
+        ``validation_fraction`` of cells, evaluated once per epoch. ``epoch_callback(model, epoch)``
+        runs after each epoch, once its entries are in ``model.history_`` (outside the epoch's
+        timing); a true return value stops training there.
         """
         data = self._train_data
         n_epochs = int(n_epochs or default_n_epochs(data.n_cells))
@@ -323,12 +325,13 @@ class SCVI:
         self._step_threads = OptimizerThreads(device=self.device)
         self._setup_training(lr=lr, eps=eps, weight_decay=weight_decay)
         hist = {"train_loss": [], "kl_weight": [], "validation_elbo": [], "epoch_wall_s": [], "epoch_cpu_s": []}
+        self.history_ = hist  # filled epoch by epoch (callbacks read it)
         # subnormal floats (e.g. tiny Adam moments of weakly used parameters) slow CPU ops by
         # orders of magnitude; flushing them to zero changes nothing measurable
         torch.set_flush_denormal(True)
         try:
             self._fit_epochs(n_epochs, data, rng, batch_size, warmup, optimizer, all_idx, val_idx,
-                             early_stopping, patience, progress_bar, hist)
+                             early_stopping, patience, progress_bar, hist, epoch_callback)
         finally:
             torch.set_flush_denormal(False)
         self.module.eval()
@@ -337,7 +340,7 @@ class SCVI:
         return self
 
     def _fit_epochs(self, n_epochs, data, rng, batch_size, warmup, optimizer, all_idx, val_idx,
-                    early_stopping, patience, progress_bar, hist):
+                    early_stopping, patience, progress_bar, hist, epoch_callback=None):
         best, best_state, bad = math.inf, None, 0
         try:
             from tqdm.auto import tqdm
@@ -354,6 +357,7 @@ class SCVI:
             hist["epoch_cpu_s"].append(time.process_time() - t_cpu)
             hist["train_loss"].append(loss)
             hist["kl_weight"].append(w)
+            stop = False
             if len(val_idx):
                 val = float(np.mean(self._elbo_per_cell(data, val_idx)))
                 hist["validation_elbo"].append(val)
@@ -363,10 +367,13 @@ class SCVI:
                         best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
                     else:
                         bad += 1
-                        if bad >= patience:
-                            break
+                        stop = bad >= patience
             if hasattr(epochs, "set_postfix"):
                 epochs.set_postfix(loss=f"{loss:.1f}")
+            if epoch_callback is not None and epoch_callback(self, epoch):
+                stop = True
+            if stop:
+                break
         if early_stopping and best_state is not None:
             self.module.load_state_dict(best_state)
 
