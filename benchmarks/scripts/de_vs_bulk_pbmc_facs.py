@@ -40,6 +40,7 @@ run once on pbmc_facs CD4 vs CD8 (seeds 0-2). See DEVELOPERS.md for both tables.
     ... --seeds 0,1,2 --deltas 0.5,1 [--coefs 0.6] [--n-epochs 150,400] [--library latent,observed] [--no-r]
     ... --dataset pbmc3k --comparison B_vs_DC --models scvi   # the development set
     ... --context groups,all   # models fitted on the comparison's cells and/or on every cell (paper)
+    ... --likelihood zinb,nb   # the paper's ZINB and/or NB (rows tagged "nb"; DEVELOPERS.md: NB on dev)
 
 ``--context all`` fits scVI / scANVI on every cell of the dataset (same genes; scANVI's labels are the
 comparison's groups plus every other cell's own label), as the paper fits the whole PBMC set; the baselines
@@ -48,6 +49,7 @@ always see the comparison's cells. On the development comparison it did not help
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import time
@@ -145,7 +147,7 @@ def native_rows(name, model, groups, n_samples, n_draws, deltas, coefs, padj, st
 
 
 def run_native(a, groups, seed, models, n_epochs, library, n_samples, n_draws, deltas, coefs, padj, stat,
-               log, train=None) -> list[dict]:
+               log, train=None, likelihood: str = "zinb") -> list[dict]:
     """Rows of each native model; ``train``: the cells the model is fitted on (default ``a``, the
     comparison's cells; the paper fits the whole dataset and compares two of its populations)."""
     import scipy.sparse as sp
@@ -161,16 +163,18 @@ def run_native(a, groups, seed, models, n_epochs, library, n_samples, n_draws, d
     for name in models:
         t = time.perf_counter()
         if name == "scvi":
-            m = SCVI(context, None, n_latent=10, seed=seed, library=library)
+            m = SCVI(context, None, n_latent=10, seed=seed, library=library, gene_likelihood=likelihood)
             kw = {"mode": "cells"}
         elif name == "scanvi":
             labels = "de_group" if train is None else "de_label"
-            m = SCANVI(context, None, labels, n_latent=10, seed=seed, library=library)  # paper default
+            m = SCANVI(context, None, labels, n_latent=10, seed=seed, library=library,  # paper default
+                       gene_likelihood=likelihood)
             kw = {"mode": "labels"}
         else:
             raise SystemExit(f"--models: unknown model {name!r} (scvi, scanvi)")
         m.train(n_epochs)
-        tag = name + ("" if library == "latent" else " obs-lib") + ("" if train is None else " all-cells")
+        tag = (name + ("" if library == "latent" else " obs-lib") + ("" if likelihood == "zinb" else f" {likelihood}")
+               + ("" if train is None else " all-cells"))
         rows += native_rows(tag, m, groups, n_samples, n_draws, deltas, coefs, padj, stat, kw, log,
                             time.perf_counter() - t, diag)
     return rows
@@ -215,6 +219,7 @@ def main(argv=None):
     p.add_argument("--models", default="scvi,scanvi", help="native models to train (comma-separated)")
     p.add_argument("--n-epochs", default="150", help="training epochs (comma-separated: one model each)")
     p.add_argument("--library", default="latent", help="latent and/or observed (comma-separated)")
+    p.add_argument("--likelihood", default="zinb", help="zinb (paper) and/or nb (comma-separated)")
     p.add_argument("--de-samples", type=int, default=5000,
                    help="random pairs for the paper's Bayes factors (0: skip them)")
     p.add_argument("--de-draws", type=int, default=200, help="bootstrap populations for compare='population'")
@@ -238,8 +243,12 @@ def main(argv=None):
     n1, n2 = ((a.obs["de_group"].astype(str) == g).sum() for g in groups)
     epochs = [int(e) for e in args.n_epochs.split(",") if e]
     libraries = [x for x in args.library.split(",") if x]
+    likelihoods = [x for x in args.likelihood.split(",") if x]
+    if set(likelihoods) - {"zinb", "nb"}:
+        raise SystemExit(f"--likelihood: choose from 'zinb', 'nb', got {args.likelihood!r}")
     log(f"{args.dataset} {groups[0]} ({n1}) vs {groups[1]} ({n2}) cells x {a.n_vars} bulk-matched genes; "
-        f"{int((padj < 0.05).sum())} bulk positives; epochs {epochs}, library {libraries}, threads {args.threads}")
+        f"{int((padj < 0.05).sum())} bulk positives; epochs {epochs}, library {libraries}, likelihood {likelihoods}, "
+        f"threads {args.threads}")
     deltas = [float(d) for d in args.deltas.split(",") if d]
     coefs = [float(c) for c in args.coefs.split(",") if c]
     models = [m for m in args.models.split(",") if m]
@@ -247,12 +256,11 @@ def main(argv=None):
     for i, seed in enumerate(int(s) for s in args.seeds.split(",")):
         rs = []
         for n_epochs in epochs:
-            for library in libraries:
-                for context in contexts:
-                    rn = run_native(a, groups, seed, models, n_epochs, library, args.de_samples, args.de_draws,
-                                    deltas, coefs, padj, stat, log, full if context == "all" else None)
-                    rs += [{**r, "method": r["method"] + (f" [{n_epochs} ep]" if len(epochs) > 1 else "")}
-                           for r in rn]
+            for library, context, likelihood in itertools.product(libraries, contexts, likelihoods):
+                rn = run_native(a, groups, seed, models, n_epochs, library, args.de_samples, args.de_draws,
+                                deltas, coefs, padj, stat, log, full if context == "all" else None, likelihood)
+                rs += [{**r, "method": r["method"] + (f" [{n_epochs} ep]" if len(epochs) > 1 else "")}
+                       for r in rn]
         if i == 0:  # the tests are deterministic: once is enough
             rs += run_baselines(a, groups, seed, padj, stat, not args.no_r, log)
         rows += [{**r, "seed": seed} for r in rs]
