@@ -221,10 +221,14 @@ def run_paired(jobs: dict, timeout: float = 3600) -> dict:
             back[tool], back_w = os.pipe()
             cmd, env, res_path = _worker_command(tool, {**job, "turns": [go_r, back_w]})
             logs[tool] = tempfile.TemporaryFile("w+")
-            procs[tool] = (subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=logs[tool], text=True,
-                                            pass_fds=(go_r, back_w)), res_path)
-            os.close(go_r), os.close(back_w)
-        alive = list(jobs)
+            try:
+                procs[tool] = (subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=logs[tool],
+                                                text=True, pass_fds=(go_r, back_w)), res_path)
+            except OSError as err:  # e.g. the interpreter is missing: the other tool runs alone
+                results[tool] = RuntimeError(f"{tool} worker could not start: {err}")
+            finally:
+                os.close(go_r), os.close(back_w)
+        alive = [tool for tool in jobs if tool in procs]
 
         def handed_back(tool) -> bool:
             ready, _, _ = select.select([back[tool]], [], [], timeout)
@@ -253,6 +257,9 @@ def run_paired(jobs: dict, timeout: float = 3600) -> dict:
     finally:
         for fd in list(go.values()) + list(back.values()):
             os.close(fd)  # a worker still waiting reads EOF and stops
+        for tool, log in logs.items():
+            if tool not in procs:
+                log.close()
         for tool, (proc, res_path) in procs.items():
             try:
                 proc.wait(timeout=timeout)
