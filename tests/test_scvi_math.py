@@ -443,5 +443,12 @@ def test_minibatch_log_x_is_log1p_of_its_dense_counts():
     rng = np.random.default_rng(0)
     X = sp.random(40, 30, density=0.3, random_state=1, format="csr", dtype=np.float32)
     X.data = np.round(X.data * 20) + 1
-    mb = CountData(X, np.zeros(40, dtype=int)).minibatch(np.sort(rng.choice(40, 16, replace=False)))
+    idx = np.sort(rng.choice(40, 16, replace=False))
+    data = CountData(X, np.arange(40) % 2, np.arange(40) % 3)
+    mb = data.minibatch(idx)
     torch.testing.assert_close(mb.log_x, torch.log1p(mb.x))
+    # the encoder-only minibatch (Algorithm 1's labelled step): same input, no counts
+    light = data.minibatch(idx, counts=False)
+    assert light.x is None and light.nz is None
+    assert torch.equal(light.log_x, mb.log_x) and torch.equal(light.batch, mb.batch)
+    assert torch.equal(light.label, mb.label) and np.array_equal(light.index, idx)
