@@ -70,16 +70,20 @@ def worker_ours(job: dict) -> dict:
                        classifier_epochs=job.get("classifier_epochs", 1), **job.get("scanvi_options", {}),
                        **common)
     turns = Turns.of(job)
-    callback = None
     if turns is not None:
         turns.ready_then_wait()
 
-        def callback(_model, epoch):  # after the epoch's timing: hand the machine over
+    ends = []  # wall-clock time at each epoch's end (the turn-taking test checks epochs never overlap)
+
+    def callback(_model, epoch):  # after the epoch's timing: hand the machine over
+        ends.append(time.time())
+        if turns is not None:
             turns.done()
             turns.wait()
 
     model.train(job["epochs"], batch_size=128, n_epochs_kl_warmup=job["warmup"], epoch_callback=callback)
-    out = {"epoch_wall_s": model.history_["epoch_wall_s"], "epoch_cpu_s": model.history_["epoch_cpu_s"]}
+    out = {"epoch_wall_s": model.history_["epoch_wall_s"], "epoch_cpu_s": model.history_["epoch_cpu_s"],
+           "epoch_end_time": ends}
     if job.get("test"):
         test = ad.read_h5ad(job["test"])
         out["neg_elbo"] = model.get_elbo(test)
@@ -180,7 +184,8 @@ class Turns:
 
 
 def _worker_command(tool: str, job: dict):
-    """(command, environment, result path) of a fresh worker process for ``job``."""
+    """(command, environment, job file, result file) of a fresh worker process for ``job``; the
+    caller removes both files (``_read_result``)."""
     python = sys.executable if tool == "ours" else PEER_PYTHON
     env = {**os.environ, "OMP_NUM_THREADS": str(job["threads"]),
            "MKL_NUM_THREADS": str(job["threads"]), "PYTHONWARNINGS": "ignore"}
@@ -190,42 +195,55 @@ def _worker_command(tool: str, job: dict):
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump(job, fh)
     res_path = fh.name + ".out"
-    return [python, __file__, "--worker", tool, fh.name, res_path], env, Path(res_path)
+    return [python, __file__, "--worker", tool, fh.name, res_path], env, Path(fh.name), Path(res_path)
+
+
+def _read_result(ok: bool, job_path: Path, res_path: Path):
+    """The worker's JSON result if it succeeded (else None); removes both files."""
+    try:
+        return json.loads(res_path.read_text()) if ok and res_path.exists() else None
+    finally:
+        job_path.unlink(missing_ok=True)
+        res_path.unlink(missing_ok=True)
 
 
 def run_worker(tool: str, job: dict, timeout: float = 3600) -> dict:
     """Run one job in a fresh process of the right interpreter; returns its JSON result."""
-    cmd, env, res_path = _worker_command(tool, job)
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
+    cmd, env, job_path, res_path = _worker_command(tool, job)
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    finally:
+        result = _read_result(True, job_path, res_path)
+    if proc.returncode != 0 or result is None:
         raise RuntimeError(f"{tool} worker failed:\n{proc.stderr[-3000:]}")
-    return json.loads(res_path.read_text())
+    return result
 
 
 def run_paired(jobs: dict, timeout: float = 3600) -> dict:
-    """Run one job per tool in fresh processes that train in turns, epoch by epoch.
+    """Run ``{label: (tool, job)}`` in fresh processes that train in turns, epoch by epoch.
 
     Both processes start and set up at once; then the coordinator lets one train an epoch while
     the other waits on a pipe, and alternates which goes first each epoch. Each epoch of one
     tool is thus timed seconds from the other's on the same machine: this host drifts between
     fast and slow states over tens of seconds (DEVELOPERS.md), which per-process alternation
-    left in the ratio. Returns {tool: result dict or RuntimeError}; a failing tool leaves the
-    other to finish alone.
+    left in the ratio. Returns {label: result dict or RuntimeError}; a failing worker leaves the
+    other to finish alone. (The same tool may run under two labels: the protocol's self-check.)
     """
     import select
 
     procs, go, back, logs, results = {}, {}, {}, {}, {}
     try:
-        for tool, job in jobs.items():
+        for tool, (worker, job) in jobs.items():
             go_r, go[tool] = os.pipe()
             back[tool], back_w = os.pipe()
-            cmd, env, res_path = _worker_command(tool, {**job, "turns": [go_r, back_w]})
+            cmd, env, job_path, res_path = _worker_command(worker, {**job, "turns": [go_r, back_w]})
             logs[tool] = tempfile.TemporaryFile("w+")
             try:
                 procs[tool] = (subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=logs[tool],
-                                                text=True, pass_fds=(go_r, back_w)), res_path)
+                                                text=True, pass_fds=(go_r, back_w)), job_path, res_path)
             except OSError as err:  # e.g. the interpreter is missing: the other tool runs alone
                 results[tool] = RuntimeError(f"{tool} worker could not start: {err}")
+                _read_result(False, job_path, res_path)
             finally:
                 os.close(go_r), os.close(back_w)
         alive = [tool for tool in jobs if tool in procs]
@@ -247,10 +265,10 @@ def run_paired(jobs: dict, timeout: float = 3600) -> dict:
 
         for tool in list(alive):  # both set up before anything is timed
             handed_back(tool)
-        n_epochs = max(job["epochs"] for job in jobs.values())
+        n_epochs = max(job["epochs"] for _, job in jobs.values())
         for epoch in range(n_epochs):
             for tool in (list(alive) if epoch % 2 == 0 else alive[::-1]):
-                if epoch < jobs[tool]["epochs"] and give_turn(tool):
+                if epoch < jobs[tool][1]["epochs"] and give_turn(tool):
                     handed_back(tool)
         for tool in list(alive):  # release: every worker wraps up (untimed) at once
             give_turn(tool)
@@ -260,7 +278,7 @@ def run_paired(jobs: dict, timeout: float = 3600) -> dict:
         for tool, log in logs.items():
             if tool not in procs:
                 log.close()
-        for tool, (proc, res_path) in procs.items():
+        for tool, (proc, job_path, res_path) in procs.items():
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -269,10 +287,9 @@ def run_paired(jobs: dict, timeout: float = 3600) -> dict:
             logs[tool].seek(0)
             err = logs[tool].read()
             logs[tool].close()
-            if proc.returncode == 0 and res_path.exists():
-                results[tool] = json.loads(res_path.read_text())
-            else:
-                results[tool] = RuntimeError(f"{tool} worker failed (exit {proc.returncode}):\n{err[-3000:]}")
+            result = _read_result(proc.returncode == 0, job_path, res_path)
+            results[tool] = (result if result is not None
+                             else RuntimeError(f"{tool} worker failed (exit {proc.returncode}):\n{err[-3000:]}"))
     return results
 
 
@@ -337,15 +354,14 @@ def speed(args, folder: Path) -> list[dict]:
     for threads in args.threads:
         for model in ("scvi", "scanvi"):
             per = {"ours": [], "scvi-tools": []}
-            paired = []  # per (repeat, epoch after the first): peer epoch time / ours, same turn
+            paired = []  # per (repeat, epoch after the first): peer epoch time / ours, same round
             for rep in range(args.repeats):
                 job = {"train": str(data), "model": model, "threads": threads, "epochs": args.speed_epochs,
                        "warmup": 400, "seed": rep, "scheme": "joint", "omp_wait_policy": args.omp_wait_policy,
                        "device": args.device}
                 tools = [t for t in ("ours", "scvi-tools") if t not in failed]
                 if args.pairing == "epochs":
-                    out = run_paired({worker[t]: job for t in tools})
-                    results = {t: out[worker[t]] for t in tools}
+                    results = run_paired({t: (worker[t], job) for t in tools})
                 else:  # one process after the other, alternating, so both see similar machine load
                     results = {}
                     for t in tools:
@@ -371,13 +387,11 @@ def speed(args, folder: Path) -> list[dict]:
                     print(f"  {model} threads={threads} rep={rep} paired epochs ours/scvi-tools: "
                           + " ".join(f"{r:.2f}" for r in ratios), flush=True)
             ours, peer = (np.median(per[t], axis=0) if per[t] else np.full(2, np.nan) for t in ("ours", "scvi-tools"))
+            q25, q50, q75 = np.quantile(paired, [0.25, 0.5, 0.75]) if paired else (np.nan,) * 3
             rows.append({"model": model, "threads": threads, "ours_cells_s": ours[0], "peer_cells_s": peer[0],
                          "ratio_wall": ours[0] / peer[0], "ours_cells_cpu_s": ours[1], "peer_cells_cpu_s": peer[1],
-                         "ratio_cpu": ours[1] / peer[1],
-                         "ratio_paired_median": float(np.median(paired)) if paired else np.nan,
-                         "ratio_paired_q25": float(np.quantile(paired, 0.25)) if paired else np.nan,
-                         "ratio_paired_q75": float(np.quantile(paired, 0.75)) if paired else np.nan,
-                         "n_paired_epochs": len(paired)})
+                         "ratio_cpu": ours[1] / peer[1], "ratio_paired_median": q50, "ratio_paired_q25": q25,
+                         "ratio_paired_q75": q75, "n_paired_epochs": len(paired)})
     return rows
 
 

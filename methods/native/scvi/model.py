@@ -159,6 +159,7 @@ class OptimizerThreads:
 
 
 def batch_norms(module: torch.nn.Module) -> list:
+    """The BatchNorm layers of ``module``."""
     return [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
 
 
@@ -342,7 +343,6 @@ class SCVI:
         finally:
             torch.set_flush_denormal(False)
         self.module.eval()
-        self.history_ = hist
         self.is_trained_ = True
         return self
 

@@ -296,9 +296,10 @@ class VAE(nn.Module):
             out["log_library"] = log_lib.expand(shape + log_lib.shape) if n_samples else log_lib
         return out
 
-    def encode_z(self, x: torch.Tensor, batch: torch.Tensor, log_x: Optional[torch.Tensor] = None,
+    def encode_z(self, x: Optional[torch.Tensor], batch: torch.Tensor, log_x: Optional[torch.Tensor] = None,
                  mean: bool = False) -> torch.Tensor:
-        """One draw of q(z|x) (or its mean) without the library encoder (running statistics untouched)."""
+        """One draw of q(z|x) (or its mean) without the library encoder (running statistics untouched);
+        ``x`` may be None when ``log_x`` is given."""
         cat = batch if self.encode_covariates else None
         hz = self.encoder_first.forward_first_units(torch.log1p(x) if log_x is None else log_x, cat, self.n_hidden)
         if self.z_encoder_rest is not None:
