@@ -309,8 +309,8 @@ def test_fused_adam_step_matches_torch_adam_bit_for_bit():
 
     def run(direct: bool):
         torch.manual_seed(0)
-        a, b, c = (torch.nn.Parameter(torch.randn(shape)) for shape in ((50, 7), (7,), (3, 4)))
-        opt = make_adam([a, b], lr=1e-2, eps=0.01, weight_decay=1e-6, device=torch.device("cpu"))
+        a, b, c, d = (torch.nn.Parameter(torch.randn(shape)) for shape in ((50, 7), (7,), (3, 4), (5,)))
+        opt = make_adam([a, b, d], lr=1e-2, eps=0.01, weight_decay=1e-6, device=torch.device("cpu"))
         opt.add_param_group({"params": [c], "lr": 3e-3})
         step = FusedAdamStep(opt)
         assert step.enabled
@@ -319,11 +319,16 @@ def test_fused_adam_step_matches_torch_adam_bit_for_bit():
             loss = (a.sin() * torch.arange(7.0)).sum() + (b ** 2).sum()
             if i % 3 != 1:  # c gets no gradient in every third step
                 loss = loss + c.cos().sum()
+            if i % 4 in (1, 2):  # d, in a's group, has none in two steps of four (the group's subset changes)
+                loss = loss + (d * d.sin()).sum()
             loss.backward()
             step() if direct else opt.step()
-        return [t.detach().clone() for t in (a, b, c)] + [opt.state[a]["exp_avg_sq"].clone(), opt.state[c]["step"]]
+        return [t.detach().clone() for t in (a, b, c, d)] + [opt.state[a]["exp_avg_sq"].clone()] + [
+            opt.state[p]["step"].clone() for p in (a, c, d)]
 
-    for x, y in zip(run(True), run(False)):
+    direct, torch_step = run(True), run(False)
+    assert [float(s) for s in direct[-3:]] == [12.0, 8.0, 6.0]
+    for x, y in zip(direct, torch_step):
         assert torch.equal(x, y)
     # a state loaded into the optimizer is the one the next steps update
     w = torch.nn.Parameter(torch.ones(3))

@@ -231,6 +231,29 @@ def test_population_mode_estimated_delta_and_bad_delta(trained_scvi):
     trained_scvi.differential_expression(compare="pairs", n_samples=100, delta=None, **kw)
 
 
+def test_de_expression_mean_is_the_zinb_mean_per_unit_library(trained_scvi, adata):
+    """expression="mean" compares (1 - pi) f_w, the ZINB mean per unit library: below f_w
+    wherever pi > 0, recovering the planted genes all the same; NB has no pi, so it equals f_w."""
+    m = trained_scvi
+    m.module.eval()
+    z = torch.randn(7, m.module.n_latent)
+    batch = torch.zeros(7, dtype=torch.long)
+    log_scale, pi_logits = m.module.decode_scale_logits(z, batch)
+    with torch.no_grad():
+        mean = m._scale(z, batch, [], "mean")
+        np.testing.assert_allclose(mean.numpy(), (log_scale.exp() * (1 - torch.sigmoid(pi_logits))).numpy(),
+                                   rtol=1e-5)
+        assert (mean < m._scale(z, batch, [], "scale")).all()
+    kw = dict(groupby="cell_type", group1="A", group2="B", n_draws=50)
+    de = m.differential_expression(expression="mean", **kw)
+    assert roc_auc_score(np.arange(de.shape[0]) < 12, de["score"]) > 0.97
+    with pytest.raises(MethodInputError, match="expression"):
+        m.differential_expression(expression="counts", **kw)
+    nb = SCVI(adata, "batch", n_hidden=32, seed=0, gene_likelihood="nb").train(2)
+    same = [nb.differential_expression(expression=e, **kw)["lfc_mean"] for e in ("scale", "mean")]
+    np.testing.assert_array_equal(same[0], same[1])
+
+
 def test_scanvi_label_conditioned_de(adata):
     m = SCANVI(adata, "batch", "cell_type", scheme="joint", n_hidden=32, classifier_hidden=32, seed=0).train(30)
     de = m.differential_expression(groupby="cell_type", group1="A", group2=None, mode="labels", n_samples=2000)

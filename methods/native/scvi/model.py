@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from methods.base import MethodInputError
 
@@ -80,6 +81,7 @@ class FusedAdamStep:
     def __init__(self, optimizer: torch.optim.Optimizer):
         self.optimizer = optimizer
         self._lists: dict = {}
+        self._last_keys: dict = {}
         d = optimizer.defaults
         self.enabled = (self._kernel is not None and isinstance(optimizer, torch.optim.Adam)
                         and d.get("fused") and not d.get("amsgrad") and not d.get("maximize")
@@ -101,6 +103,9 @@ class FusedAdamStep:
             lists = self._lists.get(key)
             if lists is not None and opt.state.get(params[0], {}).get("exp_avg") is not lists[1][0]:
                 lists = None  # the state was replaced (e.g. load_state_dict): rebuild the lists
+            if self._last_keys.get(gi) != key:
+                lists = None  # another subset of this group had gradients last time: its step counts moved
+            self._last_keys[gi] = key
             if lists is None:
                 states = [opt.state.get(p) for p in params]
                 if not all(states) or isinstance(group["lr"], torch.Tensor) or any(
@@ -109,12 +114,18 @@ class FusedAdamStep:
                     # creates the state / an unusual group: torch's own path
                     opt.step()
                     return
+                # the step counts become views of one tensor, so that counting a step is one add_
+                # (torch._foreach_add_ over one-element tensors takes the slow per-tensor path,
+                # ~3 us each); the kernel and torch's own step read them as before
+                counts = torch.stack([s["step"].reshape(()) for s in states])
+                for i, state in enumerate(states):
+                    state["step"] = counts[i]
                 lists = self._lists[key] = (params, [s["exp_avg"] for s in states],
-                                            [s["exp_avg_sq"] for s in states], [s["step"] for s in states])
+                                            [s["exp_avg_sq"] for s in states], [s["step"] for s in states], counts)
             calls.append((group, lists, [p.grad for p in params]))
-        for group, (params, exp_avgs, exp_avg_sqs, steps), grads in calls:
+        for group, (params, exp_avgs, exp_avg_sqs, steps, counts), grads in calls:
             beta1, beta2 = group["betas"]
-            torch._foreach_add_(steps, 1)
+            counts.add_(1)
             self._kernel(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=group["lr"],
                          beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
                          maximize=False, grad_scale=None, found_inf=None)
@@ -420,15 +431,23 @@ class SCVI:
         names = [transform_batch] if isinstance(transform_batch, (str, int)) else list(transform_batch)
         return [(self._batch_code(n), 1.0 / len(names)) for n in names]
 
-    def _scale(self, z: torch.Tensor, batch: torch.Tensor, weights) -> torch.Tensor:
-        """Expected frequencies f_w(z, s): own batch, or a weighted average over batches."""
+    def _scale(self, z: torch.Tensor, batch: torch.Tensor, weights, expression: str = "scale") -> torch.Tensor:
+        """Expected frequencies f_w(z, s): own batch, or a weighted average over batches.
+        ``expression="mean"``: the mean of the whole count law per unit library, (1 - pi) f_w
+        with pi = sigmoid(f_h), the zero-inflation probability (= f_w without zero-inflation)."""
+        def expected(b):
+            log_scale, pi_logits = self.module.decode_scale_logits(z, b)
+            if expression == "mean" and pi_logits is not None:
+                return (log_scale + F.logsigmoid(-pi_logits)).exp()  # 1 - sigmoid(h) = sigmoid(-h)
+            return log_scale.exp()
+
         if not weights:
             if (batch < 0).any():
                 raise MethodInputError("cells from batches unseen in training need transform_batch")
-            return self.module.decode_scale_logits(z, batch)[0].exp()
+            return expected(batch)
         acc = 0.0
         for b, w in weights:
-            acc = acc + w * self.module.decode_scale_logits(z, torch.full_like(batch, b))[0].exp()
+            acc = acc + w * expected(torch.full_like(batch, b))
         return acc
 
     @torch.no_grad()
@@ -514,7 +533,7 @@ class SCVI:
     def differential_expression(self, adata=None, *, groupby: str, group1, group2=None, n_samples: int = 5000,
                                 mode: str = "cells", compare: str = "population", delta: float | str = DEFAULT_DELTA,
                                 n_draws: int = 200, max_population: int = 2000,
-                                seed: Optional[int] = None) -> pd.DataFrame:
+                                seed: Optional[int] = None, expression: str = "scale") -> pd.DataFrame:
         """Bayes factors for group1 vs group2 (or vs the rest), paper's Bayesian DE (see de.py).
 
         mode "cells": random cells, z ~ q(z|x), batch marginalised with p(s) (scVI); "labels":
@@ -524,6 +543,10 @@ class SCVI:
         |LFC of the population means| > ``delta`` (log2; default 0.25, scvi-tools' default, chosen on
         a development set and not on the benchmark it is reported on; "estimate": scvi-tools'
         estimate_delta rule on all genes' LFCs, which grows with training as the LFCs unshrink).
+        ``expression``: what is compared, "scale" = f_w(z, s) (the paper, and scvi-tools) or "mean" =
+        (1 - pi) f_w, the ZINB mean per unit library; the zero-inflation pi can absorb part of a
+        low-expressed gene's difference, so "mean" shrinks those LFCs less (same as "scale" for NB
+        and Poisson; DEVELOPERS.md has what it did on the DE benchmarks).
         """
         data = self._data(adata)
         obs = adata.obs if adata is not None else self._obs
@@ -547,10 +570,13 @@ class SCVI:
         torch.manual_seed(seed)
         weights = self._batch_weights("marginal")
         self.module.eval()
-        draw_a, draw_b = self._cell_drawer(data, np.flatnonzero(mask1), rng, weights), \
-            self._cell_drawer(data, np.flatnonzero(mask2), rng, weights)
+        if expression not in ("scale", "mean"):
+            raise MethodInputError(f"expression must be 'scale' (f_w, the paper) or 'mean' ((1 - pi) f_w), "
+                                   f"got {expression!r}")
+        draw_a, draw_b = self._cell_drawer(data, np.flatnonzero(mask1), rng, weights, expression), \
+            self._cell_drawer(data, np.flatnonzero(mask2), rng, weights, expression)
         if mode == "labels":
-            draw_a, draw_b = self._label_drawers(group1, group2, weights, rng)
+            draw_a, draw_b = self._label_drawers(group1, group2, weights, rng, expression)
         elif mode != "cells":
             raise MethodInputError(f"mode must be 'cells' or 'labels', got {mode!r}")
         fracs = (expression_fraction(data.X, mask1), expression_fraction(data.X, mask2),
@@ -571,15 +597,15 @@ class SCVI:
         change = {"proba_de": proba_de, "log_k": log_k, "lfc_sd": lfc_sd, "delta": delta}
         return de_table(self.genes, (lfc > 0).mean(0), lfc_mean, np.median(lfc, 0), *fracs, change=change)
 
-    def _cell_drawer(self, data: CountData, cells: np.ndarray, rng, weights):
+    def _cell_drawer(self, data: CountData, cells: np.ndarray, rng, weights, expression: str = "scale"):
         def draw(n):
             idx = np.sort(rng.choice(cells, size=n, replace=True))
             mb = data.minibatch(idx)
             inf = self.module.inference(mb.x, mb.batch.clamp(min=0), log_x=mb.log_x)
-            return self._scale(inf["z"], mb.batch, weights)
+            return self._scale(inf["z"], mb.batch, weights, expression)
         return draw
 
-    def _label_drawers(self, group1, group2, weights, rng):
+    def _label_drawers(self, group1, group2, weights, rng, expression: str = "scale"):
         raise MethodInputError("mode='labels' needs a scANVI model")
 
     # -------------------------------------------------------------- save / load
@@ -854,7 +880,7 @@ class SCANVI(SCVI):
             out["coarse"] = self.predict(adata, level="coarse")
         return out
 
-    def _label_drawers(self, group1, group2, weights, rng):
+    def _label_drawers(self, group1, group2, weights, rng, expression: str = "scale"):
         """scANVI DE conditioned on labels: z ~ p(z|u, c), u ~ p(u) (paper, Bayesian DE)."""
         for g in [group1] + ([] if group2 is None else [group2]):
             if str(g) not in self.labels:
@@ -868,7 +894,7 @@ class SCANVI(SCVI):
         def draw_class(c):
             def draw(n):
                 z = self.module.sample_z_given_class(c, n)
-                return self._scale(z, torch.zeros(n, dtype=torch.long, device=z.device), weights)
+                return self._scale(z, torch.zeros(n, dtype=torch.long, device=z.device), weights, expression)
             return draw
 
         def draw_rest(n):

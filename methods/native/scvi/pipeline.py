@@ -24,7 +24,8 @@ DEFAULTS = {
     "library": "latent", "n_epochs_kl_warmup": None, "early_stopping": False, "device": None,
     "n_top_genes": None, "de_n_samples": 5000, "de_mode": None, "de_compare": "population",
     "de_delta": DEFAULT_DELTA,  # |LFC| threshold of de_compare="population" (log2), or "estimate"
-    "de_n_draws": 200, "correct_batch": "marginal",
+    "de_n_draws": 200, "de_expression": "scale",  # "scale" = f_w (the paper) or "mean" = (1 - pi) f_w
+    "correct_batch": "marginal",
     "progress_bar": False,
 }
 
@@ -150,7 +151,8 @@ def collect_outputs(model, adata, task, params: dict, outputs, variant: str) -> 
         out["de"] = model.differential_expression(groupby=key, group1=g1, group2=g2,
                                                   n_samples=int(params["de_n_samples"]), mode=mode,
                                                   compare=params["de_compare"], delta=params["de_delta"],
-                                                  n_draws=int(params["de_n_draws"]))
+                                                  n_draws=int(params["de_n_draws"]),
+                                                  expression=params["de_expression"])
         extras["de_mode"], extras["de_compare"] = mode, params["de_compare"]
     out["extras"] = extras
     return out
