@@ -196,8 +196,8 @@ def test_paper_pair_mode_recovers_planted_genes(trained_scvi, adata):
 
 
 def test_population_mode_change_hypothesis(trained_scvi, adata):
-    de = trained_scvi.differential_expression(groupby="cell_type", group1="A", group2="B", n_draws=50)
-    assert (de["delta"] == 0.25).all()  # the fixed default (scvi-tools' delta), not estimated
+    de = trained_scvi.differential_expression(groupby="cell_type", group1="A", group2="B", n_draws=50, delta=0.25)
+    assert (de["delta"] == 0.25).all()  # a fixed threshold (scvi-tools' default) is used as given
     assert (de["lfc_sd"] > 0).all() and de["proba_de"].between(0, 1).all()
     # planted genes (x8, shrunk to |LFC| ~0.5 by this short training) are called and outrank the rest
     planted = np.arange(de.shape[0]) < 12
@@ -212,7 +212,12 @@ def test_population_mode_change_hypothesis(trained_scvi, adata):
 
 
 def test_population_mode_estimated_delta_and_bad_delta(trained_scvi):
-    kw = dict(groupby="cell_type", group1="A", group2="B", n_draws=50)
+    base = dict(groupby="cell_type", group1="A", group2="B", n_draws=50)
+    # the defaults (pre-registered replication, de.py): the estimated delta on the ZINB mean
+    default = trained_scvi.differential_expression(**base)
+    np.testing.assert_array_equal(default["score"], trained_scvi.differential_expression(
+        delta="estimate", expression="mean", **base)["score"])
+    kw = dict(base, expression="scale")  # the threshold's mechanics, on f_w
     est = trained_scvi.differential_expression(delta="estimate", **kw)
     fixed = trained_scvi.differential_expression(delta=float(est["delta"].iloc[0]), **kw)
     assert 0.1 <= est["delta"].iloc[0] < 1.0  # scvi-tools' rule on the shrunk LFCs of a short training
@@ -220,10 +225,10 @@ def test_population_mode_estimated_delta_and_bad_delta(trained_scvi):
     assert est["is_de"].iloc[:12].all() and not est["is_de"].iloc[12:].any()
     # same seed, same draws: the estimated threshold is the only difference from passing it
     np.testing.assert_allclose(est["score"], fixed["score"])
-    default = trained_scvi.differential_expression(**kw)
-    np.testing.assert_allclose(default["lfc_mean"], est["lfc_mean"])
+    small = trained_scvi.differential_expression(delta=0.25, **kw)
+    np.testing.assert_allclose(small["lfc_mean"], est["lfc_mean"])
     # a smaller threshold makes every gene's evidence of |LFC| > delta stronger
-    assert est["delta"].iloc[0] > 0.25 and (default["score"] >= est["score"] - 1e-9).all()
+    assert est["delta"].iloc[0] > 0.25 and (small["score"] >= est["score"] - 1e-9).all()
     for bad in (None, 0.0, -1.0, float("nan"), "auto", True):
         with pytest.raises(MethodInputError, match="delta"):
             trained_scvi.differential_expression(delta=bad, **kw)
@@ -247,6 +252,10 @@ def test_de_expression_mean_is_the_zinb_mean_per_unit_library(trained_scvi, adat
     kw = dict(groupby="cell_type", group1="A", group2="B", n_draws=50)
     de = m.differential_expression(expression="mean", **kw)
     assert roc_auc_score(np.arange(de.shape[0]) < 12, de["score"]) > 0.97
+    # the paper's pair mode keeps f_w unless asked
+    pairs = dict(groupby="cell_type", group1="A", group2="B", compare="pairs", n_samples=300)
+    np.testing.assert_array_equal(m.differential_expression(**pairs)["proba"],
+                                  m.differential_expression(expression="scale", **pairs)["proba"])
     with pytest.raises(MethodInputError, match="expression"):
         m.differential_expression(expression="counts", **kw)
     nb = SCVI(adata, "batch", n_hidden=32, seed=0, gene_likelihood="nb").train(2)

@@ -4,8 +4,9 @@ Lopez et al. 2018; the scANVI paper's Online Methods (Xu et al. 2021). Options i
 task.params: n_epochs, batch_size, lr, eps, n_layers, n_hidden, gene_likelihood
 (zinb | nb | poisson), dispersion (gene | gene-batch | gene-label), library (latent |
 observed), n_epochs_kl_warmup, early_stopping, n_top_genes, de_n_samples, de_mode
-(cells | labels), de_compare (population | pairs, the paper), de_delta (0.25 log2, or "estimate"),
-de_n_draws, de_expression (scale = f_w, the paper | mean = (1 - pi) f_w), device.
+(cells | labels), de_compare (population | pairs, the paper), de_delta ("estimate", the default, or a
+log2 threshold such as 0.25), de_n_draws, de_expression (mean = (1 - pi) f_w, the population default |
+scale = f_w, the paper's and the pairs default), device.
 """
 from __future__ import annotations
 

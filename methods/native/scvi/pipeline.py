@@ -23,8 +23,9 @@ DEFAULTS = {
     "n_layers": 2, "n_hidden": 128, "dropout": 0.1, "gene_likelihood": "zinb", "dispersion": "gene",
     "library": "latent", "n_epochs_kl_warmup": None, "early_stopping": False, "device": None,
     "n_top_genes": None, "de_n_samples": 5000, "de_mode": None, "de_compare": "population",
-    "de_delta": DEFAULT_DELTA,  # |LFC| threshold of de_compare="population" (log2), or "estimate"
-    "de_n_draws": 200, "de_expression": "scale",  # "scale" = f_w (the paper) or "mean" = (1 - pi) f_w
+    "de_delta": DEFAULT_DELTA,  # |LFC| threshold of de_compare="population" (log2), or "estimate" (default)
+    # "scale" = f_w (the paper), "mean" = (1 - pi) f_w; None: "mean" for population, "scale" for pairs
+    "de_n_draws": 200, "de_expression": None,
     "correct_batch": "marginal",
     "progress_bar": False,
 }
