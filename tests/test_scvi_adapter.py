@@ -51,6 +51,9 @@ def test_scvi_adapter_outputs(sim):
     assert list(de.index) == list(sim.var_names)
     assert {"score", "proba", "lfc_mean", "expr_frac1", "expr_frac2"} <= set(de.columns)
     assert "labels" not in out
+    # the defaults that ran are recorded: population change on the ZINB mean, estimated threshold
+    assert out["extras"]["de_compare"] == "population" and out["extras"]["de_expression"] == "mean"
+    assert (de["delta"] == de["delta"].iloc[0]).all() and de["delta"].iloc[0] != 0.25
 
 
 def test_outputs_only_when_asked(sim):

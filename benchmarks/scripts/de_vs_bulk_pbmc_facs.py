@@ -267,9 +267,11 @@ def main(argv=None):
     deltas = [float(d) for d in args.deltas.split(",") if d]
     coefs = [float(c) for c in args.coefs.split(",") if c]
     models = [m for m in args.models.split(",") if m]
+    from methods.native.scvi.de import EXPRESSIONS
+
     expressions = [x for x in args.expression.split(",") if x]
-    if set(expressions) - {"scale", "mean"}:
-        raise SystemExit(f"--expression: choose from 'scale', 'mean', got {args.expression!r}")
+    if set(expressions) - set(EXPRESSIONS):
+        raise SystemExit(f"--expression: choose from {EXPRESSIONS}, got {args.expression!r}")
     rows = []
     for i, seed in enumerate(int(s) for s in args.seeds.split(",")):
         rs = []

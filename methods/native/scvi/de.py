@@ -122,6 +122,16 @@ def estimate_delta(lfc_mean: np.ndarray, seed: int = 0, coef: float = 0.6, floor
     return float(max(floor, coef * np.abs(locs[[0, -1]]).mean()))
 
 
+def resolve_expression(expression: Optional[str], compare: str) -> str:
+    """What the DE compares: ``expression`` if given (one of :data:`EXPRESSIONS`), else the ZINB
+    mean for compare="population" and f_w for the paper's compare="pairs"; ValueError otherwise."""
+    if expression is None:
+        return DEFAULT_EXPRESSION if compare == "population" else "scale"
+    if expression not in EXPRESSIONS:
+        raise ValueError(f"expression must be 'scale' (f_w, the paper) or 'mean' ((1 - pi) f_w), got {expression!r}")
+    return expression
+
+
 def check_delta(delta) -> float | str:
     """A valid |LFC| threshold: a positive finite number (log2, returned as float) or "estimate";
     anything else (None, 0, NaN, a bool, another string) raises ValueError."""

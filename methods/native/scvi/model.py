@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from methods.base import MethodInputError
 
 from .data import CountData, as_count_csr, categorical_codes, library_prior
-from .de import (DEFAULT_DELTA, DEFAULT_EXPRESSION, EXPRESSIONS, change_log_k, check_delta, de_table,
-                 expression_fraction, monte_carlo_compare, population_lfc_draws, resolve_delta)
+from .de import (DEFAULT_DELTA, change_log_k, check_delta, de_table, expression_fraction, monte_carlo_compare,
+                 population_lfc_draws, resolve_delta, resolve_expression)
 from .hierarchy import parent_index
 from .module import VAE
 from .scanvi_module import LABELLED_ELBOS, SCANVAE
@@ -80,8 +80,7 @@ class FusedAdamStep:
 
     def __init__(self, optimizer: torch.optim.Optimizer):
         self.optimizer = optimizer
-        self._lists: dict = {}
-        self._last_keys: dict = {}
+        self._lists: dict = {}  # group index -> (ids of the parameters with gradients, their lists)
         d = optimizer.defaults
         self.enabled = (self._kernel is not None and isinstance(optimizer, torch.optim.Adam)
                         and d.get("fused") and not d.get("amsgrad") and not d.get("maximize")
@@ -99,13 +98,12 @@ class FusedAdamStep:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            key = (gi, tuple(map(id, params)))
-            lists = self._lists.get(key)
-            if lists is not None and opt.state.get(params[0], {}).get("exp_avg") is not lists[1][0]:
-                lists = None  # the state was replaced (e.g. load_state_dict): rebuild the lists
-            if self._last_keys.get(gi) != key:
-                lists = None  # another subset of this group had gradients last time: its step counts moved
-            self._last_keys[gi] = key
+            ids = tuple(map(id, params))
+            cached_ids, lists = self._lists.get(gi, (None, None))
+            # rebuild when another subset of the group had gradients last time (its step counts
+            # were regrouped) or the state was replaced (e.g. load_state_dict)
+            if cached_ids != ids or opt.state.get(params[0], {}).get("exp_avg") is not lists[1][0]:
+                lists = None
             if lists is None:
                 states = [opt.state.get(p) for p in params]
                 if not all(states) or isinstance(group["lr"], torch.Tensor) or any(
@@ -120,8 +118,9 @@ class FusedAdamStep:
                 counts = torch.stack([s["step"].reshape(()) for s in states])
                 for i, state in enumerate(states):
                     state["step"] = counts[i]
-                lists = self._lists[key] = (params, [s["exp_avg"] for s in states],
-                                            [s["exp_avg_sq"] for s in states], [s["step"] for s in states], counts)
+                lists = (params, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+                         [s["step"] for s in states], counts)
+                self._lists[gi] = (ids, lists)
             calls.append((group, lists, [p.grad for p in params]))
         for group, (params, exp_avgs, exp_avg_sqs, steps, counts), grads in calls:
             beta1, beta2 = group["betas"]
@@ -555,11 +554,12 @@ class SCVI:
             raise MethodInputError(f"obs[{groupby!r}] (groupby / de_key) is missing")
         if compare not in ("pairs", "population"):
             raise MethodInputError(f"compare must be 'pairs' (the paper) or 'population', got {compare!r}")
-        if compare == "population":
-            try:  # refuse a bad threshold before minutes of sampling
+        try:  # refuse a bad threshold or expression before minutes of sampling
+            if compare == "population":
                 check_delta(delta)
-            except ValueError as exc:
-                raise MethodInputError(str(exc)) from None
+            expression = resolve_expression(expression, compare)
+        except ValueError as exc:
+            raise MethodInputError(str(exc)) from None
         values = obs[groupby].astype(object).to_numpy()
         mask1 = values == group1
         mask2 = ~mask1 & pd.notna(values) if group2 is None else values == group2
@@ -571,11 +571,6 @@ class SCVI:
         torch.manual_seed(seed)
         weights = self._batch_weights("marginal")
         self.module.eval()
-        if expression is None:
-            expression = DEFAULT_EXPRESSION if compare == "population" else "scale"
-        if expression not in EXPRESSIONS:
-            raise MethodInputError(f"expression must be 'scale' (f_w, the paper) or 'mean' ((1 - pi) f_w), "
-                                   f"got {expression!r}")
         draw_a, draw_b = self._cell_drawer(data, np.flatnonzero(mask1), rng, weights, expression), \
             self._cell_drawer(data, np.flatnonzero(mask2), rng, weights, expression)
         if mode == "labels":

@@ -12,7 +12,7 @@ from typing import Optional
 
 from methods.base import MethodInputError, MethodUnavailable
 
-from .de import DEFAULT_DELTA
+from .de import DEFAULT_DELTA, resolve_expression
 from .model import SCANVI, SCVI
 
 VARIANTS = ("scvi", "scanvi", "scanvi_joint", "scanvi_hierarchical", "scanvi_from_scvi")
@@ -155,5 +155,6 @@ def collect_outputs(model, adata, task, params: dict, outputs, variant: str) -> 
                                                   n_draws=int(params["de_n_draws"]),
                                                   expression=params["de_expression"])
         extras["de_mode"], extras["de_compare"] = mode, params["de_compare"]
+        extras["de_expression"] = resolve_expression(params["de_expression"], params["de_compare"])
     out["extras"] = extras
     return out
