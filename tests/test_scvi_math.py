@@ -457,3 +457,34 @@ def test_minibatch_log_x_is_log1p_of_its_dense_counts():
     assert light.x is None and light.nz is None
     assert torch.equal(light.log_x, mb.log_x) and torch.equal(light.batch, mb.batch)
     assert torch.equal(light.label, mb.label) and np.array_equal(light.index, idx)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"))])
+def test_device_resident_minibatch_equals_the_host_minibatch(device):
+    """DeviceCSR (the GPU default) gathers the same dense block, non-zeros, log1p and codes as scipy's slice."""
+    import scipy.sparse as sp
+
+    from methods.native.scvi.data import CountData
+
+    X = sp.random(50, 30, density=0.25, random_state=2, format="csr", dtype=np.float32)
+    X.data = np.round(X.data * 50) + 1
+    X[7, :] = 0  # a row with no counts
+    X.eliminate_zeros()
+    idx = np.array([7, 3, 49, 0, 3, 21])  # unsorted, a repeat and an empty row
+    host = CountData(X, np.arange(50) % 2, np.arange(50) % 3 - 1)
+    resident = CountData(X, np.arange(50) % 2, np.arange(50) % 3 - 1, device=device, counts_on_device=True)
+    assert host.on_device is None and resident.on_device is not None
+    for counts in (True, False):
+        a, b = host.minibatch(idx, counts), resident.minibatch(idx, counts)
+        for field in ("x", "log_x", "batch", "label"):
+            va, vb = getattr(a, field), getattr(b, field)
+            assert (va is None) == (vb is None)
+            if va is not None:
+                assert torch.equal(va, vb.cpu()), field
+        if counts:
+            for field in ("rows", "cols", "values"):
+                assert torch.equal(getattr(a.nz, field), getattr(b.nz, field).cpu()), field
+        else:
+            assert b.nz is None
+        assert np.array_equal(b.index, idx)

@@ -86,12 +86,13 @@ def test_epoch_callback_sees_each_epoch_and_can_stop_training(adata):
         seen.append((epoch, len(model.history_["train_loss"]), len(model.history_["epoch_wall_s"])))
         return epoch == 2
 
-    m = SCANVI(adata, "batch", "visible", n_hidden=16, classifier_hidden=16, seed=0)
+    # on the CPU: the bitwise comparison below needs CPU determinism (CUDA's atomics are not bitwise)
+    m = SCANVI(adata, "batch", "visible", n_hidden=16, classifier_hidden=16, seed=0, device="cpu")
     m.train(10, n_epochs_kl_warmup=5, epoch_callback=callback)
     assert seen == [(0, 1, 1), (1, 2, 2), (2, 3, 3)]
     assert len(m.history_["train_loss"]) == 3 and m.is_trained_
     # the same seed without a callback gives the same first three epochs
-    plain = SCANVI(adata, "batch", "visible", n_hidden=16, classifier_hidden=16, seed=0)
+    plain = SCANVI(adata, "batch", "visible", n_hidden=16, classifier_hidden=16, seed=0, device="cpu")
     plain.train(3, n_epochs_kl_warmup=5)
     assert plain.history_["train_loss"] == m.history_["train_loss"]
 
@@ -241,12 +242,12 @@ def test_de_expression_mean_is_the_zinb_mean_per_unit_library(trained_scvi, adat
     wherever pi > 0, recovering the planted genes all the same; NB has no pi, so it equals f_w."""
     m = trained_scvi
     m.module.eval()
-    z = torch.randn(7, m.module.n_latent)
-    batch = torch.zeros(7, dtype=torch.long)
+    z = torch.randn(7, m.module.n_latent, device=m.device)
+    batch = torch.zeros(7, dtype=torch.long, device=m.device)
     log_scale, pi_logits = m.module.decode_scale_logits(z, batch)
     with torch.no_grad():
         mean = m._scale(z, batch, [], "mean")
-        np.testing.assert_allclose(mean.numpy(), (log_scale.exp() * (1 - torch.sigmoid(pi_logits))).numpy(),
+        np.testing.assert_allclose(mean.cpu().numpy(), (log_scale.exp() * (1 - torch.sigmoid(pi_logits))).cpu().numpy(),
                                    rtol=1e-5)
         assert (mean < m._scale(z, batch, [], "scale")).all()
     kw = dict(groupby="cell_type", group1="A", group2="B", n_draws=50)

@@ -3,6 +3,11 @@
 Counts stay a ``scipy.sparse.csr_matrix`` until a minibatch is drawn; only the minibatch is
 made dense (128 x n_genes), together with its non-zero coordinates, which the training
 likelihood uses (see ``distributions.count_nll_training``).
+
+On a GPU the CSR arrays (and the log1p of the values) are copied to the device once when they
+fit (``DeviceCSR``): a minibatch is then gathered and scattered there, and only its row starts
+and lengths cross the bus, where the host path slices the matrix with scipy and copies two
+dense blocks per step.
 """
 from __future__ import annotations
 
@@ -70,11 +75,14 @@ class CountData:
     """Registered counts + batch/label codes; draws dense minibatches from the CSR matrix."""
 
     def __init__(self, X: sp.csr_matrix, batch: np.ndarray, label: Optional[np.ndarray] = None,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", counts_on_device: Optional[bool] = None):
         self.X = X
         self.batch = np.asarray(batch, dtype=np.int64)
         self.label = np.full(X.shape[0], -1, dtype=np.int64) if label is None else np.asarray(label, dtype=np.int64)
         self.device = torch.device(device)
+        if counts_on_device is None:  # default: on a GPU, when the matrix takes under a quarter of its memory
+            counts_on_device = self.device.type == "cuda" and DeviceCSR.fits(X, self.device)
+        self.on_device = DeviceCSR(X, self.batch, self.label, self.device) if counts_on_device else None
 
     @property
     def n_cells(self) -> int:
@@ -83,6 +91,8 @@ class CountData:
     def minibatch(self, idx: np.ndarray, counts: bool = True) -> Minibatch:
         """Dense counts, their non-zeros and log1p for the rows ``idx``; ``counts=False`` gives
         only what the encoders read (log1p, batch, label), with ``x`` and ``nz`` None."""
+        if self.on_device is not None:
+            return self.on_device.minibatch(idx, counts)
         sub = self.X[idx]
         dev = self.device
         x = nz = None
@@ -114,6 +124,63 @@ class CountData:
             if drop_small_last and len(chunk) < 3 and start > 0:
                 break
             yield self.minibatch(chunk)
+
+
+class DeviceCSR:
+    """The CSR arrays, log1p of the values and the codes, held on ``device``; draws the same
+    minibatches as ``CountData.minibatch`` by a gather and a scatter there.
+
+    The row pointer stays on the host too, so a minibatch's row starts and lengths are known
+    without reading back from the device (a read-back would wait for the queued work).
+    """
+
+    BYTES_PER_NONZERO = 16  # int64 column index + float32 value + float32 log1p value
+
+    @classmethod
+    def fits(cls, X: sp.csr_matrix, device: torch.device, fraction: float = 0.25) -> bool:
+        if device.type != "cuda":
+            return True
+        total = torch.cuda.get_device_properties(device).total_memory
+        return X.nnz * cls.BYTES_PER_NONZERO + X.shape[0] * 32 < fraction * total
+
+    def __init__(self, X: sp.csr_matrix, batch: np.ndarray, label: np.ndarray, device: torch.device):
+        self.n_genes = X.shape[1]
+        self.indptr = X.indptr.astype(np.int64)
+        self.device = device
+        self.cols = torch.from_numpy(X.indices.astype(np.int64)).to(device)
+        self.values = torch.from_numpy(np.ascontiguousarray(X.data, dtype=np.float32)).to(device)
+        # numpy's float32 log1p, as the host path: the same encoder input bit for bit
+        self.log_values = torch.from_numpy(np.log1p(X.data, dtype=np.float32)).to(device)
+        self.batch = torch.from_numpy(batch).to(device)
+        self.label = torch.from_numpy(label).to(device)
+
+    def minibatch(self, idx: np.ndarray, counts: bool = True) -> Minibatch:
+        idx = np.asarray(idx, dtype=np.int64)
+        starts = self.indptr[idx]
+        lengths = self.indptr[idx + 1] - starts
+        total = int(lengths.sum())
+        # one host-to-device copy: the rows, their starts and lengths
+        host = torch.from_numpy(np.concatenate([idx, starts, lengths]))
+        if self.device.type == "cuda":
+            host = host.pin_memory()
+        rows_idx, starts_d, lengths_d = host.to(self.device, non_blocking=True).split(len(idx))
+        n = len(idx)
+        rows = torch.repeat_interleave(torch.arange(n, device=self.device), lengths_d, output_size=total)
+        first = torch.cumsum(lengths_d, 0) - lengths_d  # position of each row's first non-zero in the batch
+        pos = starts_d.index_select(0, rows) + torch.arange(total, device=self.device) - first.index_select(0, rows)
+        cols = self.cols.index_select(0, pos)
+        flat = rows * self.n_genes + cols
+
+        def dense(values):
+            return torch.zeros(n * self.n_genes, dtype=values.dtype, device=self.device).index_copy_(0, flat, values).view(n, self.n_genes)
+
+        x = nz = None
+        if counts:
+            vals = self.values.index_select(0, pos)
+            x, nz = dense(vals), SparseCounts(rows, cols, vals)
+        return Minibatch(x=x, nz=nz, log_x=dense(self.log_values.index_select(0, pos)),
+                         batch=self.batch.index_select(0, rows_idx), label=self.label.index_select(0, rows_idx),
+                         index=idx)
 
 
 def library_prior(X: sp.csr_matrix, batch: np.ndarray, n_batch: int):
