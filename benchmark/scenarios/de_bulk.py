@@ -60,6 +60,37 @@ def bulk_reference(prefix: str) -> pd.DataFrame:
                          "statistic": -np.log10(bulk[f"{prefix}_P.Value"].clip(lower=1e-300))})
 
 
+#: comparison -> ImmuneSigDB file stem (``<stem>.UP.gmt`` and ``<stem>.DN.gmt``)
+GENE_SET_FILES = {"CD4_vs_CD8": "de_references/immunesigdb_CD4CD8"}
+
+
+def gene_set_reference(comparison: str, genes, min_sets: int = 2) -> pd.DataFrame:
+    """A second kind of reference: ImmuneSigDB (MSigDB C7 v6.2) gene sets of the comparison, as
+    grepped by the scANVI authors (HarmonizationSCANVI, Additional_Scripts; for CD4 vs CD8, 12 UP
+    and 12 DN sets from several experiments).
+
+    Per gene of ``genes``: ``n_sets``, how many of the sets (UP or DN: scores are unsigned) hold it,
+    and ``padj``, 0 where ``n_sets >= min_sets`` and 1 elsewhere, so that :func:`auroc` (positives:
+    padj < 0.05) scores against the genes the sets agree on; ``statistic`` = ``n_sets`` for Kendall tau.
+    """
+    from datasets import shared_data_dir
+
+    if comparison not in GENE_SET_FILES:
+        raise ValueError(f"no gene sets for {comparison!r}; choose from {sorted(GENE_SET_FILES)}")
+    counts = pd.Series(0, index=pd.Index(list(genes), dtype=object), dtype=np.int64)
+    for side in ("UP", "DN"):
+        path = shared_data_dir() / f"{GENE_SET_FILES[comparison]}.{side}.gmt"
+        if not path.exists():
+            raise FileNotFoundError(f"gene sets {path} not found (set HARMONIZATION_BENCH_SHARED_DATA)")
+        for line in path.read_text().splitlines():
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) > 2:  # name, url, genes...
+                members = counts.index.intersection(pd.Index(set(fields[2:])))
+                counts[members] += 1
+    return pd.DataFrame({"padj": np.where(counts >= min_sets, 0.0, 1.0), "statistic": counts.astype(float),
+                         "n_sets": counts}, index=counts.index)
+
+
 def grouped(adata, groups: dict):
     fine = adata.obs["cell_type"].astype(str)
     group = pd.Series(np.nan, index=adata.obs_names, dtype=object)

@@ -7,7 +7,10 @@ Cells and reference come from de_bulk.py (reused by import): the groups are the 
 labels (CD4: the four CD4+ sorted populations, CD8: the two CD8+ ones, 1,524 T cells on
 pbmc_facs); genes are those of the bulk table matched by symbol and detected in these cells. Truth:
 bulk ``<prefix>_adj.P.Val < 0.05`` (scores are unsigned, so the sign does not enter). Scores: AUROC
-against those positives and Kendall tau against the bulk -log10 p over all genes.
+against those positives and Kendall tau against the bulk -log10 p over all genes. ``--references``
+adds (or puts first) the ImmuneSigDB CD4-vs-CD8 gene sets the scANVI authors grepped
+(``immunesigdb:K``: genes in at least K of the 24 sets are positives; de_bulk.gene_set_reference),
+a third reference for the test comparison (pre-registered confirmation, DEVELOPERS.md).
 
 Methods, all on the same cells and genes in the same run (one trained model gives every row of its
 method and setting):
@@ -98,9 +101,38 @@ def build_input(dataset: str = "pbmc_facs", comparison: str = "CD4_vs_CD8"):
 
 
 def score_rows(name, s: pd.Series, padj, stat, seconds) -> dict:
+    """AUROC (positives: padj < 0.05) and Kendall tau of the scores ``s``; with several references
+    (``padj`` and ``stat`` DataFrames, one column each), "auroc" / "kendall_tau" are the first's and
+    "auroc <ref>" / "tau <ref>" every reference's."""
     from benchmark.metrics import auroc, kendall_tau
 
-    return {"method": name, "auroc": auroc(s, padj), "kendall_tau": kendall_tau(s, stat), "seconds": seconds}
+    if not isinstance(padj, pd.DataFrame):
+        return {"method": name, "auroc": auroc(s, padj), "kendall_tau": kendall_tau(s, stat), "seconds": seconds}
+    row = {"method": name, "seconds": seconds}
+    for ref in padj.columns:
+        row[f"auroc {ref}"], row[f"tau {ref}"] = auroc(s, padj[ref]), kendall_tau(s, stat[ref])
+    first = padj.columns[0]
+    return {**row, "auroc": row[f"auroc {first}"], "kendall_tau": row[f"tau {first}"]}
+
+
+def references(names: str, comparison: str, bulk_padj: pd.Series, bulk_stat: pd.Series):
+    """(padj, statistic) DataFrames, a column per reference of ``names`` (comma-separated): "bulk"
+    (the microarray table) or "immunesigdb:K" (genes in at least K of the comparison's ImmuneSigDB
+    sets are positives; de_bulk.gene_set_reference)."""
+    from benchmark.scenarios.de_bulk import gene_set_reference
+
+    padj, stat = {}, {}
+    for name in (n for n in names.split(",") if n):
+        if name == "bulk":
+            padj[name], stat[name] = bulk_padj, bulk_stat
+        elif name.startswith("immunesigdb:") and name.split(":", 1)[1].isdigit():
+            ref = gene_set_reference(comparison, bulk_padj.index, min_sets=int(name.split(":", 1)[1]))
+            padj[name], stat[name] = ref["padj"], ref["statistic"]
+        else:
+            raise SystemExit(f"--references: 'bulk' or 'immunesigdb:K' (K = least number of sets), got {name!r}")
+    if not padj:
+        raise SystemExit("--references: name at least one reference")
+    return pd.DataFrame(padj), pd.DataFrame(stat)
 
 
 def shrinkage_slopes(lfc_model: pd.Series, lfc_observed: pd.Series, expression: pd.Series) -> list[float]:
@@ -243,6 +275,10 @@ def main(argv=None):
     p.add_argument("--expression", default="scale",
                    help="what DE compares: scale (f_w, the paper) and/or mean ((1 - pi) f_w, the ZINB mean "
                         "per unit library; rows tagged '(1-pi)f') (comma-separated)")
+    p.add_argument("--references", default="bulk",
+                   help="what the scores are checked against (comma-separated; the first gives 'auroc'): bulk "
+                        "(the microarray table) and/or immunesigdb:K (genes in >= K of the comparison's ImmuneSigDB "
+                        "gene sets are positives; CD4_vs_CD8 only)")
     p.add_argument("--no-r", action="store_true", help="skip edgeR (needs R + rpy2)")
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 1)))
     args = p.parse_args(argv)
@@ -251,7 +287,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     log = lambda s: print(s, flush=True)  # noqa: E731
     t0 = time.perf_counter()
-    a, padj, stat, groups, full = build_input(args.dataset, args.comparison)
+    a, bulk_padj, bulk_stat, groups, full = build_input(args.dataset, args.comparison)
+    padj, stat = references(args.references, args.comparison, bulk_padj, bulk_stat)
     contexts = [c for c in args.context.split(",") if c]
     if set(contexts) - {"groups", "all"}:
         raise SystemExit(f"--context: choose from 'groups', 'all', got {args.context!r}")
@@ -262,7 +299,7 @@ def main(argv=None):
     if set(likelihoods) - {"zinb", "nb"}:
         raise SystemExit(f"--likelihood: choose from 'zinb', 'nb', got {args.likelihood!r}")
     log(f"{args.dataset} {groups[0]} ({n1}) vs {groups[1]} ({n2}) cells x {a.n_vars} bulk-matched genes; "
-        f"{int((padj < 0.05).sum())} bulk positives; epochs {epochs}, library {libraries}, likelihood {likelihoods}, "
+        + ", ".join(f"{int((padj[r] < 0.05).sum())} {r} positives" for r in padj.columns) + f"; epochs {epochs}, library {libraries}, likelihood {likelihoods}, "
         f"threads {args.threads}")
     deltas = [float(d) for d in args.deltas.split(",") if d]
     coefs = [float(c) for c in args.coefs.split(",") if c]
@@ -286,17 +323,19 @@ def main(argv=None):
             rs += run_baselines(a, groups, seed, padj, stat, not args.no_r, log)
         rows += [{**r, "seed": seed} for r in rs]
     df = pd.DataFrame(rows)
-    table = df.groupby("method", sort=False).agg(auroc=("auroc", "mean"), auroc_sd=("auroc", "std"),
-                                                 kendall_tau=("kendall_tau", "mean"),
-                                                 tau_sd=("kendall_tau", "std"), n_seeds=("seed", "count"),
-                                                 seconds=("seconds", "mean"))
     pd.set_option("display.width", 200)
-    print(f"\n{groups[0]} vs {groups[1]} on {args.dataset} against bulk (positives: adj.P.Val < 0.05); "
-          f"{time.perf_counter() - t0:.0f}s total")
-    print(table.to_string(float_format=lambda x: f"{x:.3f}"))
-    per_seed = df.pivot_table(index="method", columns="seed", values="auroc", sort=False)
-    print("\nAUROC per seed")
-    print(per_seed.to_string(float_format=lambda x: f"{x:.3f}"))
+    print(f"\n{groups[0]} vs {groups[1]} on {args.dataset}; {time.perf_counter() - t0:.0f}s total")
+    for ref in padj.columns:
+        au, tau = (f"auroc {ref}", f"tau {ref}") if len(padj.columns) > 1 else ("auroc", "kendall_tau")
+        table = df.groupby("method", sort=False).agg(auroc=(au, "mean"), auroc_sd=(au, "std"),
+                                                     kendall_tau=(tau, "mean"), tau_sd=(tau, "std"),
+                                                     n_seeds=("seed", "count"), seconds=("seconds", "mean"))
+        what = "adj.P.Val < 0.05" if ref == "bulk" else f"in >= {ref.split(':')[1]} ImmuneSigDB sets"
+        print(f"\nagainst {ref} (positives: {what})")
+        print(table.to_string(float_format=lambda x: f"{x:.3f}"))
+        print(f"\nAUROC per seed against {ref}")
+        print(df.pivot_table(index="method", columns="seed", values=au, sort=False)
+              .to_string(float_format=lambda x: f"{x:.3f}"))
 
 
 if __name__ == "__main__":
