@@ -152,3 +152,24 @@ def test_de_bulk_joint_transfers_the_annotated_labels(shared_data_dir):
         assert 0.0 <= i.meta["transfer_accuracy"] <= 1.0
         assert set(i.adata.obs["de_group"].astype(str)) == set(i.task.de_groups)
         assert set(i.adata.obs["batch"].astype(str)) == {"pbmc_facs", "pbmc3k"}
+
+
+def test_gene_set_reference_counts_the_sets_that_hold_each_gene(tmp_path, monkeypatch):
+    from benchmark.scenarios.de_bulk import gene_set_reference
+
+    refs = tmp_path / "de_references"
+    refs.mkdir()
+    (refs / "immunesigdb_CD4CD8.UP.gmt").write_text("S1\thttp://x\tCD8A\tCD8B\tCCR7\nS2\thttp://x\tCD8A\tGZMK\n")
+    (refs / "immunesigdb_CD4CD8.DN.gmt").write_text("S3\thttp://x\tCD4\tCD8A\tNOT_MEASURED\n")
+    monkeypatch.setenv("HARMONIZATION_BENCH_SHARED_DATA", str(tmp_path))
+    genes = ["CD8A", "CD8B", "CD4", "GZMK", "ACTB"]
+    ref = gene_set_reference("CD4_vs_CD8", genes, min_sets=2)
+    assert list(ref.index) == genes
+    assert ref["n_sets"].tolist() == [3, 1, 1, 1, 0]
+    assert ref["padj"].tolist() == [0.0, 1.0, 1.0, 1.0, 1.0]  # only CD8A is in >= 2 sets
+    assert (gene_set_reference("CD4_vs_CD8", genes, min_sets=1)["padj"] == 0).sum() == 4
+    with pytest.raises(ValueError, match="no gene sets"):
+        gene_set_reference("B_vs_DC", genes)
+    (refs / "immunesigdb_CD4CD8.DN.gmt").unlink()
+    with pytest.raises(FileNotFoundError, match="HARMONIZATION_BENCH_SHARED_DATA"):
+        gene_set_reference("CD4_vs_CD8", genes)
