@@ -298,9 +298,9 @@ def main(argv=None):
     likelihoods = [x for x in args.likelihood.split(",") if x]
     if set(likelihoods) - {"zinb", "nb"}:
         raise SystemExit(f"--likelihood: choose from 'zinb', 'nb', got {args.likelihood!r}")
-    log(f"{args.dataset} {groups[0]} ({n1}) vs {groups[1]} ({n2}) cells x {a.n_vars} bulk-matched genes; "
-        + ", ".join(f"{int((padj[r] < 0.05).sum())} {r} positives" for r in padj.columns) + f"; epochs {epochs}, library {libraries}, likelihood {likelihoods}, "
-        f"threads {args.threads}")
+    positives = ", ".join(f"{int((padj[r] < 0.05).sum())} {r} positives" for r in padj.columns)
+    log(f"{args.dataset} {groups[0]} ({n1}) vs {groups[1]} ({n2}) cells x {a.n_vars} bulk-matched genes; {positives}; "
+        f"epochs {epochs}, library {libraries}, likelihood {likelihoods}, threads {args.threads}")
     deltas = [float(d) for d in args.deltas.split(",") if d]
     coefs = [float(c) for c in args.coefs.split(",") if c]
     models = [m for m in args.models.split(",") if m]

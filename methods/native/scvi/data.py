@@ -172,7 +172,8 @@ class DeviceCSR:
         flat = rows * self.n_genes + cols
 
         def dense(values):
-            return torch.zeros(n * self.n_genes, dtype=values.dtype, device=self.device).index_copy_(0, flat, values).view(n, self.n_genes)
+            out = torch.zeros(n * self.n_genes, dtype=values.dtype, device=self.device)
+            return out.index_copy_(0, flat, values).view(n, self.n_genes)
 
         x = nz = None
         if counts:
