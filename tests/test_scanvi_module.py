@@ -92,3 +92,28 @@ def test_marginal_labelled_elbo_ignores_labels_in_the_elbo():
     assert not torch.allclose(out["observed", "given"], out["observed", "hidden"])
     with pytest.raises(ValueError, match="labelled_elbo"):
         SCANVAE(15, 3, labelled_elbo="both")
+
+
+def test_a_given_split_and_all_labelled_match_the_masks_they_replace():
+    """The GPU path hands the loss the (labelled, unlabelled) rows and tells the classification
+    loss that every cell is labelled; the numbers are those of the mask path."""
+    torch.manual_seed(0)
+    module = SCANVAE(30, 3, n_hidden=16, n_latent=4, classifier_hidden=16).train()
+    mb = _minibatch()
+    label = mb.label.numpy()
+    split = (torch.from_numpy(np.flatnonzero(label >= 0)), torch.from_numpy(np.flatnonzero(label < 0)))
+    torch.manual_seed(1)
+    given = module.loss(mb.x, mb.nz, mb.batch, mb.label, kl_weight=0.5, split=split)
+    found = _loss(module, mb, 0.5)
+    for key in ("total", "kl_z"):
+        assert torch.equal(given[key], found[key])
+    z, lab = torch.randn(12, 4), torch.arange(12) % 3
+    torch.manual_seed(2)
+    masked = module.classification_loss(z, lab)
+    torch.manual_seed(2)
+    assert torch.equal(module.classification_loss(z, lab, all_labelled=True), masked)
+    # another split (one labelled cell bounded by U instead) changes the bound: the argument is used
+    torch.manual_seed(1)
+    other = (split[0][1:], torch.cat([split[0][:1], split[1]]))
+    assert not torch.equal(module.loss(mb.x, mb.nz, mb.batch, mb.label, kl_weight=0.5, split=other)["total"],
+                           found["total"])

@@ -291,7 +291,7 @@ class SCVI:
         params = [p for group in optimizer.param_groups for p in group["params"]]
         for mb in data.iterate(batch_size, rng, indices, drop_small_last=True):
             out = self.module.loss(mb.x, mb.nz, mb.batch, mb.label if self._uses_label_in_loss else None, kl_weight,
-                                   log_x=mb.log_x)
+                                   log_x=mb.log_x, **self._loss_kwargs(mb))
             loss = out["total"].mean() + self._extra_step_loss(mb, out)
             for p in params:  # optimizer.zero_grad(set_to_none=True), without its per-call bookkeeping
                 p.grad = None
@@ -302,6 +302,9 @@ class SCVI:
         return float(total) / max(count, 1)
 
     _uses_label_in_loss = False
+
+    def _loss_kwargs(self, mb) -> dict:
+        return {}
 
     def _extra_step_loss(self, mb, out):
         return 0.0
@@ -795,6 +798,17 @@ class SCANVI(SCVI):
             out.append(take)
         return np.sort(np.concatenate(out)) if out else np.array([], dtype=np.int64)
 
+    def _loss_kwargs(self, mb) -> dict:
+        """Off the CPU: the minibatch's labelled / unlabelled rows, from the host's labels (the
+        module would find them with nonzero, a device-to-host wait every step)."""
+        if self.device.type == "cpu":
+            return {}
+        labels = self._train_data.label[mb.index]
+        rows = torch.from_numpy(np.concatenate([np.flatnonzero(labels >= 0), np.flatnonzero(labels < 0)]))
+        rows = rows.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else rows.to(self.device)
+        n_lab = int((labels >= 0).sum())
+        return {"split": (rows[:n_lab], rows[n_lab:])}
+
     def _extra_step_loss(self, mb, out):
         """Algorithm 1: alpha x C on a labelled minibatch drawn alongside every ELBO step."""
         if self.scheme != "joint" or len(self._labelled_idx) == 0:
@@ -803,7 +817,9 @@ class SCANVI(SCVI):
         lmb = self._train_data.minibatch(idx, counts=False)  # the encoder reads log1p(x) only
         with frozen_batchnorm_stats(self.module, self._batch_norms):
             z = self.module.encode_z(lmb.x, lmb.batch, log_x=lmb.log_x, mean=self.classifier_input == "mean")
-        return self.classification_ratio * self.module.classification_loss(z, lmb.label, self._coarse_tensor(idx))
+        # without group-only labels every drawn cell has a fine label: no mask (no device-to-host wait)
+        return self.classification_ratio * self.module.classification_loss(
+            z, lmb.label, self._coarse_tensor(idx), all_labelled=self._coarse_codes is None)
 
     def _train_steps(self, data, rng, batch_size, kl_weight, optimizer, indices):
         self._batch_size = batch_size

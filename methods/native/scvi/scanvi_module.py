@@ -108,8 +108,12 @@ class SCANVAE(VAE):
         pz_m, pz_v = self.prior_z(u, classes)
         return -log_normal_density(zc, pz_m, pz_v), kl_normal_standard(qu_m, qu_v)
 
-    def loss(self, x, nz: SparseCounts, batch, label=None, kl_weight: float = 1.0, log_x=None) -> dict:
+    def loss(self, x, nz: SparseCounts, batch, label=None, kl_weight: float = 1.0, log_x=None,
+             split: Optional[tuple] = None) -> dict:
         """Per-cell negative ELBO: L for labelled cells (label >= 0), U for the others.
+
+        ``split``: (labelled rows, unlabelled rows) when the caller knows them (the model does, on a
+        GPU: found here with ``nonzero`` they would make the host wait for the device every step).
 
         The KL warm-up weight multiplies KL(u), KL(c) and KL(l) only; the z level
         E[log q(z|x) - log p(z|u,c)] always has weight 1, as in the authors' implementation (scvi
@@ -125,12 +129,15 @@ class SCANVAE(VAE):
         n, C = z.shape[0], self.n_labels
         if label is None:
             label = torch.full((n,), -1, dtype=torch.long, device=z.device)
-        labelled = label >= 0
         if self.labelled_elbo == "marginal":
-            labelled = torch.zeros_like(labelled)
+            lab_cells, unl_cells = torch.arange(0, device=z.device), torch.arange(n, device=z.device)
+        elif split is not None:
+            lab_cells, unl_cells = split
+        else:
+            labelled = label >= 0
+            lab_cells = labelled.nonzero().squeeze(-1)
+            unl_cells = (~labelled).nonzero().squeeze(-1)
         # (cell, class) pairs: the observed class for labelled cells, every class otherwise
-        lab_cells = labelled.nonzero().squeeze(-1)
-        unl_cells = (~labelled).nonzero().squeeze(-1)
         cells = torch.cat([lab_cells, unl_cells.repeat_interleave(C)])
         classes = torch.cat([label[lab_cells], torch.arange(C, device=z.device).repeat(len(unl_cells))])
         z_terms, u_terms = self.latent_class_terms(z, cells, classes)
@@ -151,9 +158,10 @@ class SCANVAE(VAE):
                 "kl_l": kl_l, "z": z}
 
     def classification_loss(self, z: torch.Tensor, label: torch.Tensor,
-                            coarse_label: Optional[torch.Tensor] = None) -> torch.Tensor:
+                            coarse_label: Optional[torch.Tensor] = None, all_labelled: bool = False) -> torch.Tensor:
         """Mean -log q(y | z) over labelled cells (C in Supplementary Note 3); with a hierarchy,
-        cells labelled only at the group level add -log q(y^g | z)."""
+        cells labelled only at the group level add -log q(y^g | z). ``all_labelled``: every label is
+        >= 0 (skips the mask, whose size a GPU would have to report back to the host)."""
         losses = []
         fine = label >= 0
         if isinstance(self.classifier, HierarchicalClassifier):
@@ -164,8 +172,9 @@ class SCANVAE(VAE):
                 only = (~fine) & (coarse_label >= 0)
                 if only.any():
                     losses.append(-log_coarse[only].gather(1, coarse_label[only].unsqueeze(1)).squeeze(1))
-        elif fine.any():
-            losses.append(F.cross_entropy(self.classifier.logits(z[fine]), label[fine], reduction="none"))
+        elif all_labelled or fine.any():
+            zl, yl = (z, label) if all_labelled else (z[fine], label[fine])
+            losses.append(F.cross_entropy(self.classifier.logits(zl), yl, reduction="none"))
         if not losses:
             return torch.zeros((), device=z.device)
         return torch.cat(losses).mean()
