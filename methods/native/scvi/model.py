@@ -805,7 +805,9 @@ class SCANVI(SCVI):
             return {}
         labels = self._train_data.label[mb.index]
         rows = torch.from_numpy(np.concatenate([np.flatnonzero(labels >= 0), np.flatnonzero(labels < 0)]))
-        rows = rows.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else rows.to(self.device)
+        if self.device.type == "cuda":  # pinned: a non-blocking copy does not wait for the queued work
+            rows = rows.pin_memory()
+        rows = rows.to(self.device, non_blocking=True)
         n_lab = int((labels >= 0).sum())
         return {"split": (rows[:n_lab], rows[n_lab:])}
 
