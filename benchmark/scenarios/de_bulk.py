@@ -83,7 +83,7 @@ def gene_set_reference(comparison: str, genes, min_sets: int = 2) -> pd.DataFram
         if not path.exists():
             raise FileNotFoundError(f"gene sets {path} not found (set HARMONIZATION_BENCH_SHARED_DATA)")
         for line in path.read_text().splitlines():
-            fields = line.rstrip("\n").split("\t")
+            fields = line.split("\t")
             if len(fields) > 2:  # name, url, genes...
                 members = counts.index.intersection(pd.Index(set(fields[2:])))
                 counts[members] += 1

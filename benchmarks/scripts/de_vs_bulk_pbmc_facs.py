@@ -101,9 +101,8 @@ def build_input(dataset: str = "pbmc_facs", comparison: str = "CD4_vs_CD8"):
 
 
 def score_rows(name, s: pd.Series, padj, stat, seconds) -> dict:
-    """AUROC (positives: padj < 0.05) and Kendall tau of the scores ``s``; with several references
-    (``padj`` and ``stat`` DataFrames, one column each), "auroc" / "kendall_tau" are the first's and
-    "auroc <ref>" / "tau <ref>" every reference's."""
+    """AUROC (positives: padj < 0.05) and Kendall tau of the scores ``s``: "auroc" / "kendall_tau"
+    for one reference (Series), "auroc <ref>" / "tau <ref>" per column for several (DataFrames)."""
     from benchmark.metrics import auroc, kendall_tau
 
     if not isinstance(padj, pd.DataFrame):
@@ -111,8 +110,7 @@ def score_rows(name, s: pd.Series, padj, stat, seconds) -> dict:
     row = {"method": name, "seconds": seconds}
     for ref in padj.columns:
         row[f"auroc {ref}"], row[f"tau {ref}"] = auroc(s, padj[ref]), kendall_tau(s, stat[ref])
-    first = padj.columns[0]
-    return {**row, "auroc": row[f"auroc {first}"], "kendall_tau": row[f"tau {first}"]}
+    return row
 
 
 def references(names: str, comparison: str, bulk_padj: pd.Series, bulk_stat: pd.Series):
@@ -276,7 +274,7 @@ def main(argv=None):
                    help="what DE compares: scale (f_w, the paper) and/or mean ((1 - pi) f_w, the ZINB mean "
                         "per unit library; rows tagged '(1-pi)f') (comma-separated)")
     p.add_argument("--references", default="bulk",
-                   help="what the scores are checked against (comma-separated; the first gives 'auroc'): bulk "
+                   help="what the scores are checked against (comma-separated, one table each): bulk "
                         "(the microarray table) and/or immunesigdb:K (genes in >= K of the comparison's ImmuneSigDB "
                         "gene sets are positives; CD4_vs_CD8 only)")
     p.add_argument("--no-r", action="store_true", help="skip edgeR (needs R + rpy2)")
@@ -326,7 +324,7 @@ def main(argv=None):
     pd.set_option("display.width", 200)
     print(f"\n{groups[0]} vs {groups[1]} on {args.dataset}; {time.perf_counter() - t0:.0f}s total")
     for ref in padj.columns:
-        au, tau = (f"auroc {ref}", f"tau {ref}") if len(padj.columns) > 1 else ("auroc", "kendall_tau")
+        au, tau = f"auroc {ref}", f"tau {ref}"
         table = df.groupby("method", sort=False).agg(auroc=(au, "mean"), auroc_sd=(au, "std"),
                                                      kendall_tau=(tau, "mean"), tau_sd=(tau, "std"),
                                                      n_seeds=("seed", "count"), seconds=("seconds", "mean"))

@@ -126,6 +126,14 @@ class CountData:
             yield self.minibatch(chunk)
 
 
+def to_device_async(host: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a small host tensor to ``device`` without waiting for the work queued there (CUDA:
+    through pinned memory; a pageable source makes the copy synchronous)."""
+    if device.type == "cuda":
+        host = host.pin_memory()
+    return host.to(device, non_blocking=True)
+
+
 class DeviceCSR:
     """The CSR arrays, log1p of the values and the codes, held on ``device``; draws the same
     minibatches as ``CountData.minibatch`` by a gather and a scatter there.
@@ -135,13 +143,13 @@ class DeviceCSR:
     """
 
     BYTES_PER_NONZERO = 16  # int64 column index + float32 value + float32 log1p value
+    BYTES_PER_CELL = 16  # int64 batch and label codes
 
     @classmethod
     def fits(cls, X: sp.csr_matrix, device: torch.device, fraction: float = 0.25) -> bool:
-        if device.type != "cuda":
-            return True
+        """Whether the arrays take under ``fraction`` of the CUDA device's memory."""
         total = torch.cuda.get_device_properties(device).total_memory
-        return X.nnz * cls.BYTES_PER_NONZERO + X.shape[0] * 32 < fraction * total
+        return X.nnz * cls.BYTES_PER_NONZERO + X.shape[0] * cls.BYTES_PER_CELL < fraction * total
 
     def __init__(self, X: sp.csr_matrix, batch: np.ndarray, label: np.ndarray, device: torch.device):
         self.n_genes = X.shape[1]
@@ -159,12 +167,10 @@ class DeviceCSR:
         starts = self.indptr[idx]
         lengths = self.indptr[idx + 1] - starts
         total = int(lengths.sum())
-        # one host-to-device copy: the rows, their starts and lengths
-        host = torch.from_numpy(np.concatenate([idx, starts, lengths]))
-        if self.device.type == "cuda":
-            host = host.pin_memory()
-        rows_idx, starts_d, lengths_d = host.to(self.device, non_blocking=True).split(len(idx))
         n = len(idx)
+        # one host-to-device copy: the rows, their starts and lengths
+        rows_idx, starts_d, lengths_d = to_device_async(torch.from_numpy(np.concatenate([idx, starts, lengths])),
+                                                        self.device).split(n)
         rows = torch.repeat_interleave(torch.arange(n, device=self.device), lengths_d, output_size=total)
         first = torch.cumsum(lengths_d, 0) - lengths_d  # position of each row's first non-zero in the batch
         pos = starts_d.index_select(0, rows) + torch.arange(total, device=self.device) - first.index_select(0, rows)

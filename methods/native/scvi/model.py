@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from methods.base import MethodInputError
 
-from .data import CountData, as_count_csr, categorical_codes, library_prior
+from .data import CountData, as_count_csr, categorical_codes, library_prior, to_device_async
 from .de import (DEFAULT_DELTA, change_log_k, check_delta, de_table, expression_fraction, monte_carlo_compare,
                  population_lfc_draws, resolve_delta, resolve_expression)
 from .hierarchy import parent_index
@@ -799,16 +799,12 @@ class SCANVI(SCVI):
         return np.sort(np.concatenate(out)) if out else np.array([], dtype=np.int64)
 
     def _loss_kwargs(self, mb) -> dict:
-        """Off the CPU: the minibatch's labelled / unlabelled rows, from the host's labels (the
-        module would find them with nonzero, a device-to-host wait every step)."""
-        if self.device.type == "cpu":
-            return {}
-        labels = self._train_data.label[mb.index]
-        rows = torch.from_numpy(np.concatenate([np.flatnonzero(labels >= 0), np.flatnonzero(labels < 0)]))
-        if self.device.type == "cuda":  # pinned: a non-blocking copy does not wait for the queued work
-            rows = rows.pin_memory()
-        rows = rows.to(self.device, non_blocking=True)
-        n_lab = int((labels >= 0).sum())
+        """The minibatch's labelled / unlabelled rows, from the host's labels (on a GPU the module
+        would find them with nonzero, a device-to-host wait every step; same rows on the CPU)."""
+        labelled = self._train_data.label[mb.index] >= 0
+        rows = to_device_async(torch.from_numpy(np.concatenate([np.flatnonzero(labelled), np.flatnonzero(~labelled)])),
+                               self.device)
+        n_lab = int(labelled.sum())
         return {"split": (rows[:n_lab], rows[n_lab:])}
 
     def _extra_step_loss(self, mb, out):

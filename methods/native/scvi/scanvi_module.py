@@ -112,8 +112,8 @@ class SCANVAE(VAE):
              split: Optional[tuple] = None) -> dict:
         """Per-cell negative ELBO: L for labelled cells (label >= 0), U for the others.
 
-        ``split``: (labelled rows, unlabelled rows) when the caller knows them (the model does, on a
-        GPU: found here with ``nonzero`` they would make the host wait for the device every step).
+        ``split``: (labelled rows, unlabelled rows) when the caller knows them (the model's training
+        loop does; found here with ``nonzero``, on a GPU they would make the host wait every step).
 
         The KL warm-up weight multiplies KL(u), KL(c) and KL(l) only; the z level
         E[log q(z|x) - log p(z|u,c)] always has weight 1, as in the authors' implementation (scvi
