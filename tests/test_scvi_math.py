@@ -267,6 +267,18 @@ def test_matmul_shortcuts_match_plain_linear_layers(n_cat):
     (lin(h) * w_out).sum().backward()
     for x, y in zip(got, [h.grad, lin.weight.grad, lin.bias.grad]):
         torch.testing.assert_close(x, y)
+    # deferred: the backward hands (h, output gradients) over and leaves the weight's gradient unset
+    handed = []
+    h.grad = None
+    lin.zero_grad(set_to_none=True)
+    a, b = RowBlockLinear.apply(h, lin.weight, lin.bias, (3, 5), lambda hh, grads: handed.append((hh, grads)))
+    (torch.cat([a, b], 1) * w_out).sum().backward()
+    assert lin.weight.grad is None and lin.bias.grad is None and len(handed) == 1
+    torch.testing.assert_close(h.grad, got[0])
+    with torch.no_grad():
+        g_w, g_b = RowBlockLinear.weight_grads(*handed[0], lin.weight)
+    torch.testing.assert_close(g_w, got[1])
+    torch.testing.assert_close(g_b, got[2])
 
     layers = FCLayers(20, 16, 1, 16, n_cat=n_cat, dropout=0.0).train()
     x = torch.randn(9, 20, generator=g)

@@ -305,10 +305,11 @@ print(hashlib.sha256(np.ascontiguousarray(m.get_latent_representation()).tobytes
 """
 
 
-@pytest.mark.parametrize("scheme", ["alternating"])
+@pytest.mark.parametrize("scheme", ["alternating", "joint"])
 def test_scanvi_bitwise_repeatable_with_two_threads(scheme):
     """Two fresh processes with 2 torch threads give identical latents (the (cell, class)
-    rows pass the size where indexing backward would switch to thread-ordered atomic adds)."""
+    rows pass the size where indexing backward would switch to thread-ordered atomic adds; with
+    2 threads the step runs on two threads, each half drawing from its own seeded stream)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -342,3 +343,71 @@ def test_change_log_k_matches_normal_probability_and_does_not_saturate():
     # two clear LFC modes at +-2 around a null bulk: delta = 0.6 * 2
     lfc = np.concatenate([np.random.default_rng(0).normal(0, 0.05, 500), np.full(50, 2.0), np.full(50, -2.0)])
     assert estimate_delta(lfc) == pytest.approx(1.2, abs=0.05)
+
+
+# ----------------------------------------------------------- the two-thread scANVI step (CPU)
+def _one_step_gradients(adata, overlap, scheme):
+    """Gradients of one training step (one minibatch; lr 0 leaves the weights as initialised)."""
+    from methods.native.scvi.model import torch_threads
+
+    with torch_threads(2):
+        m = SCANVI(adata, "batch", "visible", scheme=scheme, n_hidden=32, classifier_hidden=32, seed=0,
+                   overlap=overlap)
+        m._z_streams_on_one_thread = True  # the one-thread step draws what the two-thread step draws
+        m.train(1, batch_size=128, lr=0.0, weight_decay=0.0)
+        assert torch.get_num_threads() == 2  # restored after training
+    return m, {n: p.grad.clone() for n, p in m.module.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("scheme", ["joint", "alternating"])
+def test_two_thread_step_gives_the_one_thread_gradients(adata, scheme, monkeypatch):
+    """The step split over two threads (overlap) computes the same bound and gradients as the
+    one-thread step, given the same random draws: every parameter, to float rounding."""
+    small = adata[:120].copy()
+    vis = small.obs["cell_type"].astype(object).copy()
+    vis[np.arange(small.n_obs) % 3 == 0] = np.nan
+    small.obs["visible"] = pd.Categorical(vis)
+    calls = []
+    two_thread_steps = SCANVI._two_thread_steps
+    monkeypatch.setattr(SCANVI, "_two_thread_steps", lambda self, *a: calls.append(1) or two_thread_steps(self, *a))
+    one, g_one = _one_step_gradients(small, False, scheme)
+    assert not calls
+    two, g_two = _one_step_gradients(small, True, scheme)
+    assert calls == [1]
+    assert set(g_one) == set(g_two)
+    for name in g_one:
+        if ".linears." in name and name.endswith(".bias"):
+            continue  # BatchNorm follows: zero gradient up to rounding noise in both
+        scale = float(g_one[name].abs().max())
+        assert float((g_two[name] - g_one[name]).abs().max()) <= 2e-5 * scale, name
+    assert two.history_["train_loss"][0] == pytest.approx(one.history_["train_loss"][0], rel=1e-6)
+    # the gradients are not all zero (a step that computed nothing would pass the comparison)
+    assert min(float(g.abs().max()) for g in g_two.values()) > 0
+
+
+def test_second_thread_keeps_one_intra_op_thread_and_its_own_random_stream():
+    """ATen gives a thread the process-wide count on first use: a worker that set 1 before that
+    would take the main thread's later value and open its own OpenMP team."""
+    from methods.native.scvi.model import torch_threads
+    from methods.native.scvi.module import standard_normal_like
+    from methods.native.scvi.overlap import SecondThread
+
+    with torch_threads(2):
+        with SecondThread(2) as second:
+            assert torch.get_num_threads() == 1  # the main thread's share
+            torch.set_num_threads(2)  # the main thread changes the process-wide value later
+            assert second.submit(torch.get_num_threads).result() == 1
+            x = torch.zeros(4)
+            drawn = second.submit(standard_normal_like, x, stream=torch.Generator().manual_seed(5)).result()
+            torch.testing.assert_close(drawn, torch.randn(4, generator=torch.Generator().manual_seed(5)))
+        assert torch.get_num_threads() == 2
+
+
+def test_overlap_option_is_checked_and_saved(adata, tmp_path):
+    with pytest.raises(MethodInputError, match="overlap must be"):
+        SCANVI(adata, "batch", "cell_type", overlap="yes")
+    m = SCANVI(adata, "batch", "cell_type", overlap=True, n_hidden=16, classifier_hidden=16)
+    with pytest.raises(MethodInputError, match="at least 2 torch threads"):
+        m.train(1)  # the tests run on one thread
+    m = SCANVI(adata, "batch", "cell_type", overlap=False, n_hidden=16, classifier_hidden=16).train(1)
+    assert SCANVI.load(m.save(tmp_path / "m"), adata).overlap is False

@@ -116,14 +116,22 @@ class CountData:
         ``drop_small_last`` drops a final minibatch of fewer than 3 cells during training
         (BatchNorm needs more than one cell); shuffling means no cell is left out for long.
         """
+        for chunk in self.index_batches(batch_size, rng, indices, drop_small_last):
+            yield self.minibatch(chunk)
+
+    def index_batches(self, batch_size: int, rng: Optional[np.random.Generator] = None, indices=None,
+                      drop_small_last: bool = False) -> list:
+        """The cell indices of ``iterate``'s minibatches, in order (same arguments)."""
         idx = np.arange(self.n_cells) if indices is None else np.asarray(indices)
         if rng is not None:
             idx = idx[rng.permutation(len(idx))]
+        chunks = []
         for start in range(0, len(idx), batch_size):
             chunk = idx[start:start + batch_size]
             if drop_small_last and len(chunk) < 3 and start > 0:
                 break
-            yield self.minibatch(chunk)
+            chunks.append(chunk)
+        return chunks
 
 
 def to_device_async(host: torch.Tensor, device: torch.device) -> torch.Tensor:

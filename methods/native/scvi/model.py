@@ -26,7 +26,9 @@ from .data import CountData, as_count_csr, categorical_codes, library_prior, to_
 from .de import (DEFAULT_DELTA, change_log_k, check_delta, de_table, expression_fraction, monte_carlo_compare,
                  population_lfc_draws, resolve_delta, resolve_expression)
 from .hierarchy import parent_index
-from .module import VAE
+from .distributions import gaussian_entropy
+from .module import VAE, RowBlockLinear, random_stream
+from .overlap import SecondThread
 from .scanvi_module import LABELLED_ELBOS, SCANVAE
 
 FORMAT_VERSION = 1
@@ -166,30 +168,6 @@ class OptimizerThreads:
         self.times[n].append(time.perf_counter() - t)
         if min(len(v) for v in self.times.values()) >= self.n_trials:
             self.choice = min(self.times, key=lambda k: float(np.median(self.times[k])))
-
-
-def batch_norms(module: torch.nn.Module) -> list:
-    """The BatchNorm layers of ``module``."""
-    return [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-
-
-@contextlib.contextmanager
-def frozen_batchnorm_stats(module: torch.nn.Module, norms: Optional[list] = None):
-    """Normalise with batch statistics but leave the running statistics alone.
-
-    The labelled minibatch of Algorithm 1 may come from a few batches only (label transfer);
-    letting it move BatchNorm's running mean/variance would skew every later inference.
-    ``norms``: ``batch_norms(module)`` when the caller keeps it (once per step it costs ~0.1 ms).
-    """
-    norms = batch_norms(module) if norms is None else norms
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, mom in zip(norms, saved):
-            m.momentum = mom
 
 
 class SCVI:
@@ -332,6 +310,7 @@ class SCVI:
         warmup = n_epochs // 2 if n_epochs_kl_warmup is None else int(n_epochs_kl_warmup)
         seed = self.seed if seed is None else int(seed)
         torch.manual_seed(seed)
+        self._train_seed = seed
         rng = np.random.default_rng(seed)
         all_idx = np.arange(data.n_cells)
         val_idx = np.array([], dtype=np.int64)
@@ -665,6 +644,13 @@ class SCVI:
         self._train_data = CountData(X, np.maximum(batch_codes, 0), label, self.device)
 
 
+def check_overlap(value):
+    """SCANVI's ``overlap``: "auto" (on for CPU training with >= 2 torch threads), True or False."""
+    if value == "auto" or isinstance(value, bool):
+        return value
+    raise MethodInputError(f"overlap must be 'auto', True or False, got {value!r}")
+
+
 #: what the classifier reads during training: a draw of q(z|x) (the paper) or its mean (scvi-tools)
 CLASSIFIER_INPUTS = ("sample", "mean")
 
@@ -685,7 +671,7 @@ class SCANVI(SCVI):
                  scheme: str = "alternating", classifier_layers: int = 2, classifier_hidden: int = 256,
                  classifier_epochs: int = 1, classification_ratio: float = 50.0, classifier_lr: float = 5e-3,
                  hierarchy: Optional[dict] = None, coarse_labels_key: Optional[str] = None,
-                 labelled_elbo: str = "observed", classifier_input: str = "sample", **kwargs):
+                 labelled_elbo: str = "observed", classifier_input: str = "sample", overlap="auto", **kwargs):
         if scheme not in ("alternating", "joint"):
             raise MethodInputError(f"scheme must be 'alternating' (Algorithm 2) or 'joint' (Algorithm 1), got {scheme!r}")
         if labelled_elbo not in LABELLED_ELBOS:
@@ -694,6 +680,7 @@ class SCANVI(SCVI):
             raise MethodInputError(f"classifier_input must be one of {CLASSIFIER_INPUTS}, got {classifier_input!r}")
         self.scheme = scheme
         self.labelled_elbo, self.classifier_input = labelled_elbo, classifier_input
+        self.overlap = check_overlap(overlap)
         self.classifier_layers, self.classifier_hidden = int(classifier_layers), int(classifier_hidden)
         self.classifier_epochs, self.classification_ratio = int(classifier_epochs), float(classification_ratio)
         self.classifier_lr = float(classifier_lr)
@@ -772,7 +759,6 @@ class SCANVI(SCVI):
             lab |= self._coarse_codes[train_idx] >= 0
         self._labelled_idx = train_idx[lab]
         self._label_cursor, self._label_perm = 0, None
-        self._batch_norms = batch_norms(self.module)
         self._cls_rng = np.random.default_rng(self.seed + 1)
         self._batch_size = 128
         if self.scheme == "alternating":
@@ -800,24 +786,157 @@ class SCANVI(SCVI):
 
     def _loss_kwargs(self, mb) -> dict:
         """The minibatch's labelled / unlabelled rows, from the host's labels (on a GPU the module
-        would find them with nonzero, a device-to-host wait every step; same rows on the CPU)."""
+        would find them with nonzero, a device-to-host wait every step; same rows on the CPU), and
+        the stream the z-only terms draw from (None: torch's default generator)."""
         labelled = self._train_data.label[mb.index] >= 0
         rows = to_device_async(torch.from_numpy(np.concatenate([np.flatnonzero(labelled), np.flatnonzero(~labelled)])),
                                self.device)
         n_lab = int(labelled.sum())
-        return {"split": (rows[:n_lab], rows[n_lab:])}
+        return {"split": (rows[:n_lab], rows[n_lab:]), "latent_stream": self._z_streams[1] if self._z_streams else None}
 
     def _extra_step_loss(self, mb, out):
         """Algorithm 1: alpha x C on a labelled minibatch drawn alongside every ELBO step."""
         if self.scheme != "joint" or len(self._labelled_idx) == 0:
             return 0.0
         idx = self._next_labelled(min(self._batch_size, len(self._labelled_idx)))
+        with random_stream(self._z_streams[0] if self._z_streams else None):
+            return self._classification_term(idx)
+
+    def _classification_term(self, idx):
+        """alpha x C on the labelled cells ``idx``.
+
+        The encoder normalises with this minibatch's statistics but leaves its running ones
+        alone (``encode_z``): the labelled cells may come from a few batches only (label
+        transfer), and moving the encoder's running statistics with them would skew every later
+        inference. The classifier's running statistics follow its inputs, labelled and not."""
         lmb = self._train_data.minibatch(idx, counts=False)  # the encoder reads log1p(x) only
-        with frozen_batchnorm_stats(self.module, self._batch_norms):
-            z = self.module.encode_z(lmb.x, lmb.batch, log_x=lmb.log_x, mean=self.classifier_input == "mean")
+        z = self.module.encode_z(lmb.x, lmb.batch, log_x=lmb.log_x, mean=self.classifier_input == "mean")
         # without group-only labels every drawn cell has a fine label: no mask (no device-to-host wait)
         return self.classification_ratio * self.module.classification_loss(
             z, lmb.label, self._coarse_tensor(idx), all_labelled=self._coarse_codes is None)
+
+    # ----------------------------------------------- the two-thread training step (CPU)
+    #: True: the one-thread step also draws the z-only terms from the two-thread step's streams
+    #: (then both steps give the same gradients up to float rounding; the tests compare them)
+    _z_streams_on_one_thread = False
+    _z_streams = None
+    _second_thread = None
+
+    def _uses_second_thread(self) -> bool:
+        on_cpu, threads = self.device.type == "cpu", torch.get_num_threads()
+        if self.overlap == "auto":
+            return on_cpu and threads >= 2
+        if self.overlap and not on_cpu:
+            raise MethodInputError(f"overlap=True is for CPU training; this model is on {self.device} (use 'auto')")
+        if self.overlap and threads < 2:
+            raise MethodInputError("overlap=True needs at least 2 torch threads (torch.set_num_threads(2)), "
+                                   "or overlap='auto'")
+        return bool(self.overlap)
+
+    def _fit_epochs(self, *args, **kwargs):
+        self._second_thread, self._z_streams = None, None
+        second = self._uses_second_thread()
+        if second or self._z_streams_on_one_thread:
+            # the labelled step and the (cell, class) terms each draw from a stream of their own,
+            # seeded from the training seed: same seed, same numbers, whatever the thread timing
+            seeds = np.random.SeedSequence([self._train_seed, 2]).generate_state(2, np.uint64) >> np.uint64(1)
+            self._z_streams = tuple(torch.Generator().manual_seed(int(s)) for s in seeds)
+        if second:
+            self._second_thread = SecondThread(torch.get_num_threads())
+            with torch_threads(self._second_thread.main_threads):  # Adam runs on the main thread's share
+                self._second_step_threads = OptimizerThreads(device=self.device)
+        try:
+            return super()._fit_epochs(*args, **kwargs)
+        finally:
+            self._second_thread, self._z_streams = None, None
+
+    def _two_thread_steps(self, data, rng, batch_size, kl_weight, optimizer, indices) -> float:
+        """One epoch of the steps ``_train_steps`` makes (``loss`` and Algorithm 1's term), each
+        step split between this thread and a second one (``overlap.py``).
+
+        Second thread, in order: the labelled classification term (it reads the parameters only,
+        so it starts with the step; the classifier's gradients are set there, the shared
+        encoder's returned), then ``latent_class_loss`` from a detached z (its backward gives z's
+        gradient and the gradients of the parameters only it uses), then the decoder heads'
+        weight gradient, then the next minibatch.
+        This thread: q(z|x) and q(l|x); the terms that read x (likelihood, KL(l), entropy of
+        q(z|x)) and their backward down to the encoder's outputs; then the encoder's backward
+        with z's gradient from both halves; Adam. Same bound, same gradients as the one-thread
+        step up to float rounding (tested), with the z-only terms on their own random streams."""
+        second, module = self._second_thread, self.module
+        chunks = data.index_batches(batch_size, rng, indices, drop_small_last=True)
+        heads = []  # the decoder heads' weight gradient, a GEMM as large as the encoder's first layer
+        module.defer_heads_grads = lambda h, grads: heads.append(second.submit(self._heads_grads, h, grads))
+        try:
+            return self._two_thread_epoch(chunks, heads, batch_size, kl_weight, optimizer)
+        finally:
+            module.defer_heads_grads = None
+
+    def _two_thread_epoch(self, chunks, heads, batch_size, kl_weight, optimizer) -> float:
+        second, module, data = self._second_thread, self.module, self._train_data
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        joint = self.scheme == "joint" and len(self._labelled_idx) > 0
+        shared = [p for p in module.z_encoder_parameters() if p.requires_grad] if joint else []
+        total, count = 0.0, 0
+        upcoming = second.submit(data.minibatch, chunks[0]) if chunks else None
+        for i in range(len(chunks)):
+            mb = upcoming.result()
+            kw = self._loss_kwargs(mb)
+            for p in params:
+                p.grad = None
+            labelled = (second.submit(self._labelled_half, self._next_labelled(min(batch_size, len(self._labelled_idx))),
+                                      shared, stream=self._z_streams[0]) if joint else None)
+            inf = module.inference(mb.x, mb.batch, log_x=mb.log_x)
+            # the encoder's outputs as leaves: the decoder's backward runs while the second
+            # thread works, the encoder's once z's gradient from both halves is known
+            cut = {k: v.detach().requires_grad_() for k, v in inf.items() if v.requires_grad}
+            z_in = inf["z"].detach().requires_grad_()
+            latent = second.submit(self._latent_half, z_in, mb.label, kw["split"], kl_weight, stream=kw["latent_stream"])
+            inf_x = {**inf, **cut}
+            gen = module.generative(inf_x["z"], inf_x["log_library"], mb.batch, mb.label)
+            x_half = (module.reconstruction(mb.x, mb.nz, gen) - gaussian_entropy(inf_x["qz_v"])
+                      + kl_weight * module.kl_library(inf_x, mb.batch)).mean()
+            x_half.backward()
+            if i + 1 < len(chunks):  # the next minibatch, built while this thread finishes the step
+                upcoming = second.submit(data.minibatch, chunks[i + 1])
+            loss = x_half.detach() + latent.result()
+            cut["z"].grad.add_(z_in.grad)
+            outputs = [k for k, v in cut.items() if v.grad is not None]
+            torch.autograd.backward([inf[k] for k in outputs], [cut[k].grad for k in outputs])
+            if labelled is not None:
+                c_loss, grads = labelled.result()
+                for p, g in zip(shared, grads):
+                    if g is not None:
+                        p.grad.add_(g)
+                loss = loss + c_loss
+            while heads:
+                heads.pop().result()
+            self._second_step_threads.step(optimizer)
+            total += float(loss) * len(mb.index)
+            count += len(mb.index)
+        return total / max(count, 1)
+
+    def _labelled_half(self, idx, shared):
+        """Algorithm 1's term on the second thread: the classifier's gradients are set there (no
+        other thread touches them), the shared encoder's are returned for the main thread."""
+        c = self._classification_term(idx)
+        own = [p for p in self.module.classifier_parameters() if p.requires_grad]
+        grads = torch.autograd.grad(c, shared + own, allow_unused=True)
+        for p, g in zip(own, grads[len(shared):]):
+            if g is not None:
+                p.grad = g if p.grad is None else p.grad.add_(g)
+        return c.detach(), grads[:len(shared)]
+
+    def _latent_half(self, z, label, split, kl_weight):
+        z_pairs, kl_uc = self.module.latent_class_loss(z, label, split)
+        loss = (z_pairs + kl_weight * kl_uc).mean()
+        loss.backward()
+        return loss.detach()
+
+    @torch.no_grad()
+    def _heads_grads(self, h, grads):
+        heads = self.module.px_heads
+        heads.weight.grad, heads.bias.grad = RowBlockLinear.weight_grads(h, grads, heads.weight)
 
     def _train_steps(self, data, rng, batch_size, kl_weight, optimizer, indices):
         self._batch_size = batch_size
@@ -825,6 +944,9 @@ class SCANVI(SCVI):
             for p in self.module.classifier_parameters():
                 p.requires_grad_(False)
         try:
+            if self._second_thread is not None:
+                with self._second_thread:
+                    return self._two_thread_steps(data, rng, batch_size, kl_weight, optimizer, indices)
             return super()._train_steps(data, rng, batch_size, kl_weight, optimizer, indices)
         finally:
             for p in self.module.classifier_parameters():
@@ -921,7 +1043,7 @@ class SCANVI(SCVI):
                    classifier_hidden=self.classifier_hidden, classifier_epochs=self.classifier_epochs,
                    classification_ratio=self.classification_ratio, classifier_lr=self.classifier_lr,
                    hierarchy=self.hierarchy, coarse_labels_key=self.coarse_labels_key,
-                   labelled_elbo=self.labelled_elbo, classifier_input=self.classifier_input)
+                   labelled_elbo=self.labelled_elbo, classifier_input=self.classifier_input, overlap=self.overlap)
         return reg
 
     def _restore(self, reg, adata, device):
@@ -931,6 +1053,7 @@ class SCANVI(SCVI):
         # models saved before these options existed were trained with the paper's choices
         self.labelled_elbo = reg.get("labelled_elbo", "observed")
         self.classifier_input = reg.get("classifier_input", "sample")
+        self.overlap = check_overlap(reg.get("overlap", "auto"))
         self._parent, self.coarse_labels, self._coarse_codes = None, None, None
         if self.hierarchy is not None:
             self._parent, self.coarse_labels = parent_index(reg["labels"], self.hierarchy)

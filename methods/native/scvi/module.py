@@ -9,7 +9,9 @@ hidden layer of the decoder.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from typing import Optional
 
 import numba
@@ -52,7 +54,9 @@ class FCLayers(nn.Module):
             self.cat_layers.append(with_cat)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, cat: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cat: Optional[torch.Tensor] = None, update_stats: bool = True) -> torch.Tensor:
+        """``update_stats=False``: in training, normalise with the batch's statistics without
+        reading or writing the running ones (another thread may be updating them)."""
         for lin, norm, with_cat in zip(self.linears, self.norms, self.cat_layers):
             if with_cat and cat is not None:
                 # [x, onehot(s)] through one matmul: its backward is one GEMM per weight, where
@@ -63,21 +67,25 @@ class FCLayers(nn.Module):
                 x = F.linear(x, lin.weight[:, : lin.in_features - self.n_cat], lin.bias)
             else:
                 x = lin(x)
-            x = dropout(F.relu(norm(x)), self.dropout, self.training)
+            if update_stats or not self.training:
+                x = norm(x)
+            else:
+                x = F.batch_norm(x, None, None, norm.weight, norm.bias, True, 0.0, norm.eps)
+            x = dropout(F.relu(x), self.dropout, self.training)
         return x
 
 
     def forward_first_units(self, x: torch.Tensor, cat: Optional[torch.Tensor], n_units: int) -> torch.Tensor:
-        """A one-layer stack evaluated for its first ``n_units`` outputs only (same function)."""
+        """A one-layer stack evaluated for its first ``n_units`` outputs only (same function; in
+        training the running statistics are neither read nor written)."""
         lin, norm = self.linears[0], self.norms[0]
         if self.cat_layers[0] and cat is not None:
             x = torch.cat([x, F.one_hot(cat, self.n_cat).to(x.dtype)], dim=-1)
         elif self.cat_layers[0]:
             x = F.pad(x, (0, self.n_cat))  # zero one-hot block: no covariate term
         h = LeadingRowsLinear.apply(x, lin.weight, lin.bias, n_units)
-        use_batch_stats = self.training or norm.running_mean is None
-        h = F.batch_norm(h, norm.running_mean[:n_units].clone(), norm.running_var[:n_units].clone(),
-                         norm.weight[:n_units], norm.bias[:n_units], use_batch_stats, 0.0, norm.eps)
+        running = (None, None) if self.training else (norm.running_mean[:n_units], norm.running_var[:n_units])
+        h = F.batch_norm(h, *running, norm.weight[:n_units], norm.bias[:n_units], self.training, 0.0, norm.eps)
         return dropout(F.relu(h), self.dropout, self.training)
 
 
@@ -90,9 +98,9 @@ class RowBlockLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, h, weight, bias, sizes):
+    def forward(ctx, h, weight, bias, sizes, defer=None):
         ctx.save_for_backward(h, weight)
-        ctx.sizes = sizes
+        ctx.sizes, ctx.defer = sizes, defer
         outs, start = [], 0
         for size in sizes:
             outs.append(torch.addmm(bias[start:start + size], h, weight[start:start + size].t()))
@@ -102,18 +110,32 @@ class RowBlockLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):
         h, weight = ctx.saved_tensors
-        g_w = torch.empty_like(weight)
-        g_b = torch.empty(weight.shape[0], dtype=weight.dtype, device=weight.device)
+        grads = [torch.zeros((h.shape[0], size), dtype=h.dtype, device=h.device) if g is None else g
+                 for size, g in zip(ctx.sizes, grads)]
         g_h, start = None, 0
         for size, g in zip(ctx.sizes, grads):
-            if g is None:
-                g = torch.zeros((h.shape[0], size), dtype=h.dtype, device=h.device)
             block = weight[start:start + size]
-            torch.mm(g.t(), h, out=g_w[start:start + size])
-            torch.sum(g, 0, out=g_b[start:start + size])
             g_h = torch.mm(g, block) if g_h is None else g_h.addmm_(g, block)
             start += size
-        return g_h, g_w, g_b, None
+        if ctx.defer is not None:
+            # the caller computes the parameter gradients (weight_grads) elsewhere and sets them
+            ctx.defer(h, grads)
+            return g_h, None, None, None, None
+        g_w, g_b = RowBlockLinear.weight_grads(h, grads, weight)
+        return g_h, g_w, g_b, None, None
+
+    @staticmethod
+    def weight_grads(h, grads, weight):
+        """(weight gradient, bias gradient), block by block into one buffer each."""
+        g_w = torch.empty_like(weight)
+        g_b = torch.empty(weight.shape[0], dtype=weight.dtype, device=weight.device)
+        start = 0
+        for g in grads:
+            size = g.shape[1]
+            torch.mm(g.t(), h, out=g_w[start:start + size])
+            torch.sum(g, 0, out=g_b[start:start + size])
+            start += size
+        return g_w, g_b
 
 
 class LeadingRowsLinear(torch.autograd.Function):
@@ -184,7 +206,7 @@ def dropout_keep_mask(shape, p: float, dtype=torch.float32) -> torch.Tensor:
     cut = round(p * _DROPOUT_LEVELS)
     if cut >= _DROPOUT_LEVELS:  # p within 2^-17 of 1: every unit dropped (F.dropout's p = 1)
         return torch.zeros(shape, dtype=dtype)
-    key = int(torch.empty((), dtype=torch.int64).random_())
+    key = int(torch.empty((), dtype=torch.int64).random_(generator=current_generator()))
     out = np.empty(n, dtype=np.float32)
     _keep_mask(key, cut, np.float32(_DROPOUT_LEVELS / (_DROPOUT_LEVELS - cut)), out)
     mask = torch.from_numpy(out).view(shape)
@@ -227,7 +249,33 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 
 def reparameterize(mean, var):
-    return mean + var.sqrt() * torch.randn_like(mean)
+    """One draw of N(mean, var), from this thread's random stream (``random_stream``)."""
+    return mean + var.sqrt() * standard_normal_like(mean)
+
+
+_STREAM = threading.local()
+
+
+@contextlib.contextmanager
+def random_stream(generator: Optional[torch.Generator]):
+    """Draw this thread's dropout masks and Gaussian samples from ``generator`` (None: torch's
+    default generator). A second training thread needs its own seeded stream: two threads
+    drawing from the default one would take its numbers in an order that depends on timing."""
+    before = getattr(_STREAM, "generator", None)
+    _STREAM.generator = generator
+    try:
+        yield
+    finally:
+        _STREAM.generator = before
+
+
+def current_generator() -> Optional[torch.Generator]:
+    return getattr(_STREAM, "generator", None)
+
+
+def standard_normal_like(t: torch.Tensor) -> torch.Tensor:
+    """``torch.randn_like(t)`` from this thread's random stream (the same numbers without one)."""
+    return torch.randn(t.shape, dtype=t.dtype, device=t.device, generator=current_generator())
 
 
 class VAE(nn.Module):
@@ -296,6 +344,11 @@ class VAE(nn.Module):
             out["log_library"] = log_lib.expand(shape + log_lib.shape) if n_samples else log_lib
         return out
 
+    def z_encoder_parameters(self) -> list:
+        """The parameters ``encode_z`` reads: the shared first layer, the rest of q(z|x) and its head."""
+        parts = [self.encoder_first, self.z_encoder_rest, self.z_head]
+        return [p for part in parts if part is not None for p in part.parameters()]
+
     def encode_z(self, x: Optional[torch.Tensor], batch: torch.Tensor, log_x: Optional[torch.Tensor] = None,
                  mean: bool = False) -> torch.Tensor:
         """One draw of q(z|x) (or its mean) without the library encoder (running statistics untouched);
@@ -303,9 +356,9 @@ class VAE(nn.Module):
         cat = batch if self.encode_covariates else None
         hz = self.encoder_first.forward_first_units(torch.log1p(x) if log_x is None else log_x, cat, self.n_hidden)
         if self.z_encoder_rest is not None:
-            hz = self.z_encoder_rest(hz, cat)
+            hz = self.z_encoder_rest(hz, cat, update_stats=False)
         qz_m, qz_v = self.z_head(hz)
-        return qz_m if mean else qz_m + qz_v.sqrt() * torch.randn_like(qz_m)
+        return qz_m if mean else reparameterize(qz_m, qz_v)
 
     # ---------------------------------------------------------------- generative
     def decode_scale_logits(self, z: torch.Tensor, batch: Optional[torch.Tensor]):
@@ -316,7 +369,8 @@ class VAE(nn.Module):
             batch = batch.repeat(zf.shape[0] // batch.shape[0])
         h = self.decoder(zf, batch if self.n_batch > 1 else None)
         n_heads = self.px_heads.out_features // self.n_genes
-        heads = RowBlockLinear.apply(h, self.px_heads.weight, self.px_heads.bias, (self.n_genes,) * n_heads)
+        heads = RowBlockLinear.apply(h, self.px_heads.weight, self.px_heads.bias, (self.n_genes,) * n_heads,
+                                     self.defer_heads_grads)
         log_scale = F.log_softmax(heads[0], dim=-1).reshape(lead + (self.n_genes,))
         pi = heads[1].reshape(lead + (self.n_genes,)) if self.gene_likelihood == "zinb" else None
         return log_scale, pi
@@ -344,6 +398,10 @@ class VAE(nn.Module):
         return kl_normal_normal(inf["ql_m"], inf["ql_v"], prior_m, prior_v)
 
     use_fused = True  # the fused CPU kernel (fused.py); False = the autograd path
+    #: ``fn(h, grads)``: hand the decoder heads' weight and bias gradients to ``fn`` (which sets
+    #: ``px_heads.weight.grad`` / ``.bias.grad``, e.g. on another thread) instead of computing them
+    #: in the backward (the model's two-thread step); None computes them in the backward
+    defer_heads_grads = None
 
     def reconstruction(self, x, nz: SparseCounts, gen: dict) -> torch.Tensor:
         """Per-cell -log p(x | z, l, s) without the constant sum lgamma(x + 1)."""

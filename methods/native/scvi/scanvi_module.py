@@ -22,7 +22,7 @@ from torch import nn
 
 from .distributions import SparseCounts, gaussian_entropy, kl_normal_standard, log_normal_density
 from .hierarchy import hierarchical_log_probs
-from .module import VAE, FCLayers, GaussianHead
+from .module import VAE, FCLayers, GaussianHead, random_stream, reparameterize
 
 
 class Classifier(nn.Module):
@@ -104,16 +104,17 @@ class SCANVAE(VAE):
         """(-log p(z|u,c), KL(q(u|z,c) || N(0,I))) for each (cell, class) pair, u sampled."""
         zc = z.index_select(0, cells)  # not z[cells]: its backward sums in a thread-dependent order
         qu_m, qu_v = self.u_head(self.u_encoder(zc, classes))
-        u = qu_m + qu_v.sqrt() * torch.randn_like(qu_m)
+        u = reparameterize(qu_m, qu_v)
         pz_m, pz_v = self.prior_z(u, classes)
         return -log_normal_density(zc, pz_m, pz_v), kl_normal_standard(qu_m, qu_v)
 
     def loss(self, x, nz: SparseCounts, batch, label=None, kl_weight: float = 1.0, log_x=None,
-             split: Optional[tuple] = None) -> dict:
+             split: Optional[tuple] = None, latent_stream: Optional[torch.Generator] = None) -> dict:
         """Per-cell negative ELBO: L for labelled cells (label >= 0), U for the others.
 
         ``split``: (labelled rows, unlabelled rows) when the caller knows them (the model's training
         loop does; found here with ``nonzero``, on a GPU they would make the host wait every step).
+        ``latent_stream``: the generator ``latent_class_loss`` draws from (None: torch's default).
 
         The KL warm-up weight multiplies KL(u), KL(c) and KL(l) only; the z level
         E[log q(z|x) - log p(z|u,c)] always has weight 1, as in the authors' implementation (scvi
@@ -126,6 +127,19 @@ class SCANVAE(VAE):
         gen = self.generative(z, inf["log_library"], batch, label)
         recon = self.reconstruction(x, nz, gen)
         kl_l = self.kl_library(inf, batch)
+        with random_stream(latent_stream):
+            z_pairs, kl_uc = self.latent_class_loss(z, label, split)
+        z_level = z_pairs - gaussian_entropy(inf["qz_v"])
+        return {"total": recon + z_level + kl_weight * (kl_uc + kl_l), "recon": recon, "kl_z": z_level + kl_uc,
+                "kl_l": kl_l, "z": z}
+
+    def latent_class_loss(self, z: torch.Tensor, label: Optional[torch.Tensor] = None,
+                          split: Optional[tuple] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The terms of the bound that read z only, per cell: (E_q(c|z)[-log p(z|u,c)] (the
+        observed class for labelled cells), E_q(c|z)[KL(q(u|z,c) || N(0,I))] + KL(q(c|z) || p(c))).
+
+        With ``loss``'s other terms (which read x) they make the bound; the model's two-thread
+        training step computes them on its second thread."""
         n, C = z.shape[0], self.n_labels
         if label is None:
             label = torch.full((n,), -1, dtype=torch.long, device=z.device)
@@ -150,12 +164,9 @@ class SCANVAE(VAE):
         def per_cell(t):  # sum over each cell's (cell, class) pairs, weighted by q(c|z) or the label
             return torch.zeros(n, device=z.device).index_add(0, cells, weights * t)
 
-        z_level = per_cell(z_terms) - gaussian_entropy(inf["qz_v"])
         kl_c = torch.full((n,), math.log(C), device=z.device)  # -log p(c) for labelled cells
         kl_c = kl_c.index_copy(0, unl_cells, (q * log_q).sum(-1) + math.log(C))
-        kl_uc = per_cell(u_terms) + kl_c
-        return {"total": recon + z_level + kl_weight * (kl_uc + kl_l), "recon": recon, "kl_z": z_level + kl_uc,
-                "kl_l": kl_l, "z": z}
+        return per_cell(z_terms), per_cell(u_terms) + kl_c
 
     def classification_loss(self, z: torch.Tensor, label: torch.Tensor,
                             coarse_label: Optional[torch.Tensor] = None, all_labelled: bool = False) -> torch.Tensor:
