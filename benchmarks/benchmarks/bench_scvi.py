@@ -81,6 +81,33 @@ class ScviEpoch:
         self.scvi.train(1)
 
 
+class ScanviStepThreads:
+    """One scANVI epoch (10,000 cells, Algorithm 1) at 2 torch threads: the one-thread step
+    (overlap=False) against the step split over two threads (overlap=True); their ratio is the
+    split's gain on this machine."""
+
+    params = [[False, True]]
+    param_names = ["overlap"]
+    timeout = 900
+    number = 1
+    repeat = 3
+
+    def setup_cache(self):
+        return _make(10000)
+
+    def setup(self, data, overlap):
+        import torch
+
+        torch.set_num_threads(2)
+        from methods.native.scvi import SCANVI
+
+        self.model = SCANVI(data, "batch", "visible", scheme="joint", seed=0, overlap=overlap)
+        self.model.train(1)  # compiled kernels and the optimizer's thread choice outside the timing
+
+    def time_scanvi_epoch(self, data, overlap):
+        self.model.train(1)
+
+
 class LikelihoodAndDropout:
     """The fused CPU kernels against the autograd/ATen code they replace, in the same run.
 
