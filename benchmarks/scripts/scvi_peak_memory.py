@@ -28,11 +28,11 @@ CHILD = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 
+from benchmark.isolation import _vm_hwm_kib  # the runner's reading of VmHWM
+
 def hwm_mb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    kib = _vm_hwm_kib()
+    return float("nan") if kib is None else kib / 1024
 
 import anndata
 import torch
@@ -70,27 +70,17 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.n_cells = 10_000
-    sys.path.insert(0, str(REPO))
-    import numpy as np
     import pandas as pd
 
-    import datasets
+    from scvi_vs_scvitools import make_speed_data  # the speed benchmark's data (simulator, half labelled)
 
     with tempfile.TemporaryDirectory(prefix="hb-peakmem-") as tmp:
         path = Path(tmp) / "counts.h5ad"
         t = time.perf_counter()
-        a = datasets.simulate(n_cells=args.n_cells, n_genes=args.n_genes, n_batches=2, n_cell_types=8, seed=0)
-        vis = a.obs["cell_type"].astype(object).copy()
-        vis[np.random.default_rng(0).random(a.n_obs) < 0.5] = np.nan
-        a.obs["visible"] = pd.Categorical(vis)
-        del a.obsm["protein"]
-        datasets.write_h5ad(a, path)
-        density = a.X.nnz / (a.n_obs * a.n_vars)
-        print(f"data: {a.n_obs:,} cells x {a.n_vars:,} genes, density {density:.3f}, "
-              f"CSR {(a.X.data.nbytes + a.X.indices.nbytes + a.X.indptr.nbytes) / 2**20:,.0f} MB "
-              f"(dense float32 would be {a.n_obs * a.n_vars * 4 / 2**20:,.0f} MB); made in {time.perf_counter() - t:.0f} s",
-              flush=True)
-        del a
+        density = make_speed_data(args.n_cells, args.n_genes, path)["density"]
+        print(f"data: {args.n_cells:,} cells x {args.n_genes:,} genes, density {density:.3f} "
+              f"(dense float32 would be {args.n_cells * args.n_genes * 4 / 2**20:,.0f} MB); "
+              f"made in {time.perf_counter() - t:.0f} s", flush=True)
         rows = []
         for model in args.models:
             proc = subprocess.run([sys.executable, "-c", CHILD, str(REPO), str(path), model, str(args.threads),

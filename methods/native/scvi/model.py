@@ -54,9 +54,10 @@ def make_adam(params, lr: float, eps: float, weight_decay: float, device: torch.
 
 
 @contextlib.contextmanager
-def torch_threads(n: int):
-    """Run a block on ``n`` torch threads (then restore the previous count)."""
+def torch_threads(n: Optional[int]):
+    """Run a block on ``n`` torch threads (None: the current count), then restore the previous count."""
     before = torch.get_num_threads()
+    n = int(n) if n else before
     if n != before:
         torch.set_num_threads(n)
     try:
@@ -144,8 +145,8 @@ class OptimizerThreads:
     count does not matter (and unsynchronised timings would mean nothing): nothing is timed.
     """
 
-    def __init__(self, n_trials: int = 8, device: torch.device = torch.device("cpu")):
-        self.n_all = torch.get_num_threads()
+    def __init__(self, n_trials: int = 8, device: torch.device = torch.device("cpu"), n_threads: Optional[int] = None):
+        self.n_all = int(n_threads or torch.get_num_threads())
         self.n_trials = n_trials
         self.times: dict[int, list] = {1: [], self.n_all: []}
         self.choice: Optional[int] = 1 if self.n_all == 1 else None
@@ -782,8 +783,10 @@ class SCANVI(SCVI):
             return None
         return torch.from_numpy(self._coarse_codes[idx]).to(self.device)
 
-    def _next_labelled(self, n: int) -> np.ndarray:
-        """Cycle through the labelled cells in a fresh random order (one labelled minibatch per step)."""
+    def _next_labelled(self, n: Optional[int] = None) -> np.ndarray:
+        """Cycle through the labelled cells in a fresh random order (one labelled minibatch per step;
+        ``n`` cells, by default the training batch size or every labelled cell when fewer)."""
+        n = min(self._batch_size, len(self._labelled_idx)) if n is None else n
         out = []
         while sum(len(o) for o in out) < n and len(self._labelled_idx):
             if self._label_perm is None or self._label_cursor >= len(self._label_perm):
@@ -808,7 +811,7 @@ class SCANVI(SCVI):
         """Algorithm 1: alpha x C on a labelled minibatch drawn alongside every ELBO step."""
         if self.scheme != "joint" or len(self._labelled_idx) == 0:
             return 0.0
-        idx = self._next_labelled(min(self._batch_size, len(self._labelled_idx)))
+        idx = self._next_labelled()
         with random_stream(self._z_streams[0] if self._z_streams else None):
             return self._classification_term(idx)
 
@@ -853,8 +856,8 @@ class SCANVI(SCVI):
             self._z_streams = tuple(torch.Generator().manual_seed(int(s)) for s in seeds)
         if second:
             self._second_thread = SecondThread(torch.get_num_threads())
-            with torch_threads(self._second_thread.main_threads):  # Adam runs on the main thread's share
-                self._second_step_threads = OptimizerThreads(device=self.device)
+            # Adam runs on the main thread's share
+            self._second_step_threads = OptimizerThreads(device=self.device, n_threads=self._second_thread.main_threads)
         try:
             return super()._fit_epochs(*args, **kwargs)
         finally:
@@ -878,11 +881,11 @@ class SCANVI(SCVI):
         heads = []  # the decoder heads' weight gradient, a GEMM as large as the encoder's first layer
         module.defer_heads_grads = lambda h, grads: heads.append(second.submit(self._heads_grads, h, grads))
         try:
-            return self._two_thread_epoch(chunks, heads, batch_size, kl_weight, optimizer)
+            return self._two_thread_epoch(chunks, heads, kl_weight, optimizer)
         finally:
             module.defer_heads_grads = None
 
-    def _two_thread_epoch(self, chunks, heads, batch_size, kl_weight, optimizer) -> float:
+    def _two_thread_epoch(self, chunks, heads, kl_weight, optimizer) -> float:
         second, module, data = self._second_thread, self.module, self._train_data
         params = [p for group in optimizer.param_groups for p in group["params"]]
         joint = self.scheme == "joint" and len(self._labelled_idx) > 0
@@ -894,8 +897,8 @@ class SCANVI(SCVI):
             kw = self._loss_kwargs(mb)
             for p in params:
                 p.grad = None
-            labelled = (second.submit(self._labelled_half, self._next_labelled(min(batch_size, len(self._labelled_idx))),
-                                      shared, stream=self._z_streams[0]) if joint else None)
+            labelled = (second.submit(self._labelled_half, self._next_labelled(), shared, stream=self._z_streams[0])
+                        if joint else None)
             inf = module.inference(mb.x, mb.batch, log_x=mb.log_x)
             # the encoder's outputs as leaves: the decoder's backward runs while the second
             # thread works, the encoder's once z's gradient from both halves is known

@@ -45,7 +45,7 @@ class SecondThread:
         self.total_threads = int(total_threads)
         self.main_threads = self.total_threads - 1
         self._pool: Optional[ThreadPoolExecutor] = None
-        self._threads_before = self.total_threads
+        self._threads_before: Optional[int] = None
 
     def __enter__(self) -> "SecondThread":
         self._threads_before = torch.get_num_threads()

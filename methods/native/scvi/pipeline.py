@@ -6,14 +6,13 @@ returns the adapter dict of methods.base.OUTPUT_KEYS.
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Optional
 
 
 from methods.base import MethodInputError, MethodUnavailable
 
 from .de import DEFAULT_DELTA, resolve_expression
-from .model import SCANVI, SCVI
+from .model import SCANVI, SCVI, torch_threads
 
 VARIANTS = ("scvi", "scanvi", "scanvi_joint", "scanvi_hierarchical", "scanvi_from_scvi")
 
@@ -32,20 +31,6 @@ DEFAULTS = {
 
 MODEL_KEYS = ("n_layers", "n_hidden", "dropout", "gene_likelihood", "dispersion", "library")
 TRAIN_KEYS = ("batch_size", "lr", "eps", "weight_decay", "n_epochs_kl_warmup", "early_stopping", "progress_bar")
-
-
-@contextlib.contextmanager
-def torch_threads(n: Optional[int]):
-    """Run with ``n`` torch threads, restoring the previous setting afterwards."""
-    import torch
-
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def select_genes(adata, params: dict, batch_key: str):
