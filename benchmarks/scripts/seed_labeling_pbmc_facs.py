@@ -17,6 +17,8 @@ scANVI variants (``--variants``, comma separated):
   alt100    Algorithm 2 with 100 classifier epochs, 1 x 128 (the paper's transfer setting)
   joint     Algorithm 1 (J + 50 C, all parameters together)
   joint10   Algorithm 1 with classification weight 10
+  jointmarg Algorithm 1 with the labelled cells' bound marginalised over c (labelled_elbo="marginal")
+  jointscvitools  jointmarg with the classifier on the posterior mean (scvi-tools' two choices)
   fromscvi  scANVI initialised from the trained scVI, fine-tuned (Algorithm 1) for n_epochs / 4
 For every scANVI variant the script also reports kNN on the scANVI latent (``+knn``).
 
@@ -51,6 +53,9 @@ VARIANTS = {
     "alt100": dict(scheme="alternating", classifier_layers=1, classifier_hidden=128, classifier_epochs=100),
     "joint": dict(scheme="joint", classification_ratio=50.0),
     "joint10": dict(scheme="joint", classification_ratio=10.0),
+    "jointmarg": dict(scheme="joint", classification_ratio=50.0, labelled_elbo="marginal"),
+    "jointscvitools": dict(scheme="joint", classification_ratio=50.0, labelled_elbo="marginal",
+                           classifier_input="mean"),
     "fromscvi": dict(scheme="joint", classification_ratio=50.0),
 }
 
