@@ -14,6 +14,7 @@ PCA, scVI and scANVI.
 
 scANVI variants (``--variants``, comma separated):
   alt       Algorithm 2 (alternating), classifier 2 x 256, 1 classifier epoch (paper, one dataset)
+  altmarg   alt with the labelled cells' bound marginalised over c (labelled_elbo="marginal")
   alt100    Algorithm 2 with 100 classifier epochs, 1 x 128 (the paper's transfer setting)
   joint     Algorithm 1 (J + 50 C, all parameters together)
   joint10   Algorithm 1 with classification weight 10
@@ -51,6 +52,8 @@ PAPER = {"scanvi": 0.84, "scvi+knn": 0.73, "pca+knn": 0.71, "scvi+kmeans": 0.74,
 VARIANTS = {
     "alt": dict(scheme="alternating", classifier_layers=2, classifier_hidden=256, classifier_epochs=1),
     "alt100": dict(scheme="alternating", classifier_layers=1, classifier_hidden=128, classifier_epochs=100),
+    "altmarg": dict(scheme="alternating", classifier_layers=2, classifier_hidden=256, classifier_epochs=1,
+                    labelled_elbo="marginal"),
     "joint": dict(scheme="joint", classification_ratio=50.0),
     "joint10": dict(scheme="joint", classification_ratio=10.0),
     "jointmarg": dict(scheme="joint", classification_ratio=50.0, labelled_elbo="marginal"),
