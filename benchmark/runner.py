@@ -419,6 +419,8 @@ def run(scenarios, *, datasets=None, methods=None, profile="quick", seeds=None, 
         with writer._lock, open(writer.results_path, "a", newline="") as fh:
             R.to_frame(problems).to_csv(fh, header=False, index=False)
     by_name = {sc.name: sc for sc in scs}
+    if scheduler is None and isolated:
+        share_cores(jobs, n_jobs)
 
     # keys: one checksum per built input, one code digest per (scenario, method); fit keys
     # (without the scenario) group the jobs that can share one method run
@@ -552,6 +554,20 @@ def _check_methods(scs, methods) -> None:
             raise RegistryError(f"method {m!r} can do {list(registry.get(m).capabilities)}, but the chosen "
                                 f"scenarios need one of {needs}")
         raise RegistryError(unknown_name_message("method", m, known | set(registry.all_methods())))
+
+
+def share_cores(jobs, n_jobs: int) -> None:
+    """Give each of ``n_jobs`` parallel jobs an equal share of this machine's cores as its thread
+    count (task.n_threads, where the task leaves it unset). Without it each child's torch / BLAS
+    takes every core, and OpenMP's spinning workers then slow a training step several-fold."""
+    cores = os.cpu_count() or 1
+    n = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib's meaning of -1, -2, ...
+    if n <= 1:
+        return
+    share = max(1, cores // n)
+    for job in jobs:
+        if job.task.n_threads is None:
+            job.task = dataclasses.replace(job.task, n_threads=share)
 
 
 def _progress(total: int, enabled: bool):

@@ -228,3 +228,17 @@ def test_unsupervised_fit_is_not_shared_across_different_de_groups(tmp_path, mon
     runner.run([one, two], profile=TINY, methods=["t_embed"], seeds=[0], run_dir=tmp_path / "r",
                cache_dir=False, progress=False, isolated=False)
     assert len(calls) == 2
+
+
+def test_parallel_jobs_share_the_cores(monkeypatch):
+    """n_jobs parallel jobs get cores // n_jobs threads each (at least 1), unless the task sets its own."""
+    from methods.base import TaskSpec
+
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 8)
+
+    shared = TaskSpec()  # one task object is shared by the jobs of an input: it must not change
+    for n_jobs, want in ((1, None), (2, 4), (3, 2), (16, 1), (-1, 1), (-7, 4)):
+        js = [runner.Job("s", "d", "m", {}, 0, shared), runner.Job("s", "d", "m", {}, 0, TaskSpec(n_threads=3))]
+        runner.share_cores(js, n_jobs)
+        assert [j.task.n_threads for j in js] == [want, 3], n_jobs
+    assert shared.n_threads is None
