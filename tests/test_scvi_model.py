@@ -164,6 +164,30 @@ def test_scanvi_scvitools_choices_train_and_are_saved(adata, tmp_path):
             SCANVI(adata, "batch", "visible", **bad)
 
 
+def test_scanvi_auto_label_choices_follow_the_setting(adata, tmp_path):
+    """"auto": scvi-tools' choices for joint training that transfers labels to a batch with none,
+    the paper's otherwise (seeds within every batch, or Algorithm 2); explicit values win; the
+    resolved values are saved."""
+    small = dict(n_hidden=16, classifier_hidden=16, seed=0)
+    within = SCANVI(adata, "batch", "visible", scheme="joint", **small)
+    assert (within.labelled_elbo, within.classifier_input) == ("observed", "sample")
+    transfer = adata.copy()
+    vis = transfer.obs["visible"].astype(object).copy()
+    vis[(transfer.obs["batch"] == "b1").to_numpy()] = np.nan
+    transfer.obs["visible"] = pd.Categorical(vis)
+    alternating = SCANVI(transfer, "batch", "visible", scheme="alternating", **small)
+    assert (alternating.labelled_elbo, alternating.classifier_input) == ("observed", "sample")
+    m = SCANVI(transfer, "batch", "visible", scheme="joint", **small)
+    assert (m.labelled_elbo, m.classifier_input) == ("marginal", "mean")
+    assert m.module.labelled_elbo == "marginal"
+    kept = SCANVI(transfer, "batch", "visible", scheme="joint", labelled_elbo="observed", **small)
+    assert (kept.labelled_elbo, kept.classifier_input) == ("observed", "mean")
+    m.train(2)
+    m.save(tmp_path / "m")
+    loaded = SCANVI.load(tmp_path / "m", adata)  # resolved at training, not again from the new data
+    assert (loaded.labelled_elbo, loaded.classifier_input) == ("marginal", "mean")
+
+
 def test_scanvi_hierarchical_levels(adata):
     hierarchy = {"A": "AB", "B": "AB", "C": "CD", "D": "CD"}
     m = SCANVI(adata, "batch", "visible", hierarchy=hierarchy, n_hidden=32, classifier_hidden=32, seed=0).train(10)

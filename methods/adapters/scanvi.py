@@ -12,7 +12,9 @@
 All share methods.native.scvi.pipeline.run; task.params as for ``scvi`` plus scheme,
 classifier_layers, classifier_hidden, classifier_epochs, classification_ratio, n_epochs_scanvi,
 labelled_elbo ("observed", the paper, or "marginal", scvi-tools' choice) and classifier_input
-("sample" or "mean", scvi-tools' choice) for the classification term.
+("sample", the paper, or "mean", scvi-tools' choice) for the classification term; both default to
+"auto": scvi-tools' choices for joint training (``scanvi_joint``, ``scanvi_from_scvi``) that transfers
+labels to a batch without any, the paper's otherwise (measured; methods.native.scvi.model.auto_label_choices).
 """
 from __future__ import annotations
 

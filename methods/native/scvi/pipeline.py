@@ -12,7 +12,7 @@ from typing import Optional
 from methods.base import MethodInputError, MethodUnavailable
 
 from .de import DEFAULT_DELTA, resolve_expression
-from .model import SCANVI, SCVI, torch_threads
+from .model import SCANVI, SCVI, torch_threads, transfers_labels
 
 VARIANTS = ("scvi", "scanvi", "scanvi_joint", "scanvi_hierarchical", "scanvi_from_scvi")
 
@@ -54,7 +54,7 @@ def _scanvi_kwargs(adata, task, params: dict, variant: str) -> dict:
     dataset; 1 x 128 with c = 100 when transferring labels to batches without labels."""
     labelled = adata.obs[task.label_key].notna().to_numpy()
     batches = adata.obs[task.batch_key].astype(str).to_numpy()
-    transfer = len(set(batches)) > 1 and len(set(batches[labelled])) < len(set(batches))
+    transfer = transfers_labels(batches, labelled)
     layers, hidden, epochs = (1, 128, 100) if transfer else (2, 256, 1)
     kw = {
         "scheme": params.get("scheme") or ("joint" if variant in ("scanvi_joint", "scanvi_from_scvi") else "alternating"),
@@ -63,8 +63,8 @@ def _scanvi_kwargs(adata, task, params: dict, variant: str) -> dict:
         "classifier_epochs": params.get("classifier_epochs", epochs),
         "classification_ratio": params.get("classification_ratio", 50.0),
         "classifier_lr": params.get("classifier_lr", 5e-3),
-        "labelled_elbo": params.get("labelled_elbo", "observed"),
-        "classifier_input": params.get("classifier_input", "sample"),
+        "labelled_elbo": params.get("labelled_elbo", "auto"),  # the model resolves "auto" (model.py)
+        "classifier_input": params.get("classifier_input", "auto"),
     }
     if variant == "scanvi_hierarchical":
         hierarchy = task.hierarchy or adata.uns.get("hierarchy")
