@@ -560,7 +560,9 @@ def share_cores(jobs, n_jobs: int) -> None:
     """Give each of ``n_jobs`` parallel jobs an equal share of this machine's cores as its thread
     count (task.n_threads, where the task leaves it unset). Without it each child's torch / BLAS
     takes every core, and OpenMP's spinning workers then slow a training step several-fold."""
-    cores = os.cpu_count() or 1
+    import joblib
+
+    cores = joblib.cpu_count()  # the cores this process may use (affinity, cgroup quota)
     n = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib's meaning of -1, -2, ...
     if n <= 1:
         return

@@ -232,9 +232,11 @@ def test_unsupervised_fit_is_not_shared_across_different_de_groups(tmp_path, mon
 
 def test_parallel_jobs_share_the_cores(monkeypatch):
     """n_jobs parallel jobs get cores // n_jobs threads each (at least 1), unless the task sets its own."""
+    import joblib
+
     from methods.base import TaskSpec
 
-    monkeypatch.setattr(runner.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(joblib, "cpu_count", lambda: 8)
 
     shared = TaskSpec()  # one task object is shared by the jobs of an input: it must not change
     for n_jobs, want in ((1, None), (2, 4), (3, 2), (16, 1), (-1, 1), (-7, 4)):

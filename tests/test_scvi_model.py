@@ -188,6 +188,17 @@ def test_scanvi_auto_label_choices_follow_the_setting(adata, tmp_path):
     assert (loaded.labelled_elbo, loaded.classifier_input) == ("marginal", "mean")
 
 
+def test_transfers_labels_needs_a_batch_without_labels_among_several():
+    from methods.native.scvi.model import transfers_labels
+
+    batches = np.array(["a", "a", "b", "b"])
+    assert transfers_labels(batches, [True, False, False, False])
+    assert not transfers_labels(batches, [True, False, True, False])
+    # one batch: nowhere to transfer to, labelled cells or not (e.g. group labels only)
+    assert not transfers_labels(np.array(["a", "a"]), [False, False])
+    assert not transfers_labels(np.array(["a", "a"]), [True, False])
+
+
 def test_scanvi_hierarchical_levels(adata):
     hierarchy = {"A": "AB", "B": "AB", "C": "CD", "D": "CD"}
     m = SCANVI(adata, "batch", "visible", hierarchy=hierarchy, n_hidden=32, classifier_hidden=32, seed=0).train(10)

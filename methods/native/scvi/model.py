@@ -674,10 +674,11 @@ def auto_label_choices(scheme: str, transfer: bool) -> tuple[str, str]:
 
 
 def transfers_labels(batches, labelled) -> bool:
-    """True when some batch has no labelled cell: labels are transferred to it (the paper's
-    transfer setting), not spread from labelled cells within every batch."""
+    """True when there are several batches and one has no labelled cell: labels are transferred
+    to it (the paper's transfer setting), not spread from labelled cells within every batch."""
     batches, labelled = np.asarray(batches).astype(str), np.asarray(labelled, dtype=bool)
-    return len(set(batches[labelled])) < len(set(batches))
+    n_batches = len(set(batches))
+    return n_batches > 1 and len(set(batches[labelled])) < n_batches
 
 
 class SCANVI(SCVI):

@@ -63,9 +63,9 @@ def _scanvi_kwargs(adata, task, params: dict, variant: str) -> dict:
         "classifier_epochs": params.get("classifier_epochs", epochs),
         "classification_ratio": params.get("classification_ratio", 50.0),
         "classifier_lr": params.get("classifier_lr", 5e-3),
-        "labelled_elbo": params.get("labelled_elbo", "auto"),  # the model resolves "auto" (model.py)
-        "classifier_input": params.get("classifier_input", "auto"),
     }
+    # unset: the model's default ("auto", resolved from the scheme and the labels; model.py)
+    kw.update({k: params[k] for k in ("labelled_elbo", "classifier_input") if k in params})
     if variant == "scanvi_hierarchical":
         hierarchy = task.hierarchy or adata.uns.get("hierarchy")
         if not hierarchy:
